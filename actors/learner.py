@@ -205,6 +205,9 @@ class LearnerWorker(_PolicyMixin):
                 shutil.copy(os.path.join(self.model_path, f), out / f)
 
     def load_checkpoint(self, directory: str, tag: str) -> bool:
+        d = Path(directory) / tag
+        if not d.is_dir() or not any(d.glob("*model_states.pt")):
+            raise FileNotFoundError(f"no DeepSpeed checkpoint {tag} in {directory}")
         path, _ = self.engine.load_checkpoint(directory, tag=tag)
         if path is None:
             raise FileNotFoundError(f"no DeepSpeed checkpoint {tag} in {directory}")

@@ -222,7 +222,7 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
 
 def _apply(obj: Any, data: dict, prefix: str = "") -> None:
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {type(data).__name__}")
     known = {f.name: f for f in fields(obj)}
     for k, v in data.items():
         key = f"{prefix}{k}"
