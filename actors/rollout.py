@@ -38,6 +38,24 @@ class SamplingConfig:
             raise ValueError("max_new_tokens must be >= 1")
 
 
+def stvqa_request(row: dict, uid: str, group: int) -> dict:
+    """A rollout request for one STVQA dataset row: system prompt with the
+    template, the image, the question with its options, and the fields the
+    reward needs."""
+    from rewards.template import SYSTEM_PROMPT
+
+    return {
+        "uid": uid,
+        "group": group,
+        "messages": [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": row["prompt"]}]},
+        ],
+        "images": [row["image"]],
+        "sample": {k: row.get(k) for k in ("id", "question_type", "answer", "options", "gt_objects", "gt_relationships")},
+    }
+
+
 def _trajectory(req, k, enc, resp_ids, text, finished, engine, forbidden=()):
     bad = [i for i, t in enumerate(resp_ids) if t in forbidden]
     if bad:  # engines suppress these; cut defensively so the learner never sees stray image slots

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from rewards.spatial import RewardConfig
+
 
 class ConfigError(ValueError):
     pass
@@ -18,7 +20,7 @@ class ConfigError(ValueError):
 @dataclass
 class ModelConfig:
     path: str | None = None  # None: build the tiny Qwen2.5-VL model into <output_dir>/tiny_model
-    warm_start_steps: int = 400  # tiny model only: supervised format warm start on the train split
+    warm_start_steps: int = 700  # tiny model only: supervised format warm start on the train split
     warm_start_lr: float = 3e-3
     tiny_hidden_size: int = 64
     tiny_layers: int = 2
@@ -42,7 +44,7 @@ class RolloutConfig:
     min_workers: int = 1
     max_workers: int = 8
     group_size: int = 4
-    temperature: float = 1.0
+    temperature: float = 0.7  # the GPU example config samples at 1.0
     top_p: float = 1.0
     max_new_tokens: int = 256
     batch_size: int = 8
@@ -56,17 +58,11 @@ class RolloutConfig:
 
 
 @dataclass
-class RewardSection:
+class RewardSection(RewardConfig):
+    """Reward weights (see rewards.spatial.RewardConfig) plus worker resources."""
+
     num_workers: int = 1
     num_cpus: float = 0.25
-    w_format: float = 0.1
-    w_count: float = 0.2
-    w_accuracy: float = 0.5
-    w_spatial: float = 0.2
-    lambda_obj: float = 0.7
-    lambda_rel: float = 0.3
-    label_penalty: float = 1.0
-    gate_spatial_on_accuracy: bool = True
 
     def reward_kwargs(self) -> dict:
         d = asdict(self)
@@ -79,7 +75,7 @@ class RewardSection:
 class LearnerConfig:
     num_workers: int = 2
     micro_batch_size: int = 2
-    lr: float = 5e-4
+    lr: float = 1e-4
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     zero_stage: int = 3
@@ -104,7 +100,7 @@ class ReferenceConfig:
 
 @dataclass
 class AlgoConfig:
-    prompts_per_step: int = 2
+    prompts_per_step: int = 4
     kl_beta: float = 0.01
     clip_eps: float = 0.2
     clip_eps_high: float | None = None
@@ -115,9 +111,9 @@ class AlgoConfig:
 @dataclass
 class TrainConfig:
     output_dir: str = "runs/spatialthinker-cpu"
-    steps: int = 4
+    steps: int = 8
     seed: int = 0
-    save_every: int = 2
+    save_every: int = 4
     resume: str = "auto"  # "auto": continue from the latest checkpoint if any; "never"; or a checkpoint path
     experiment_name: str = "spatialthinker"
     run_name: str | None = None
@@ -149,6 +145,10 @@ class TrainConfig:
         need(0 < r.top_p <= 1, "rollout.top_p must be in (0, 1]")
         need(r.max_new_tokens >= 1, "rollout.max_new_tokens must be >= 1")
         need(self.reward.num_workers >= 1, "reward.num_workers must be >= 1")
+        try:
+            RewardConfig(**self.reward.reward_kwargs())
+        except ValueError as e:
+            raise ConfigError(str(e).replace("reward config ", "reward.")) from None
         need(l.num_workers >= 1, "learner.num_workers must be >= 1")
         need(l.zero_stage in (0, 1, 2, 3), "learner.zero_stage must be 0-3")
         need(l.micro_batch_size >= 1, "learner.micro_batch_size must be >= 1")

@@ -252,18 +252,9 @@ class GRPOTrainer:
         return rows
 
     def _request(self, row: dict, i: int) -> dict:
-        from rewards.template import SYSTEM_PROMPT
+        from actors.rollout import stvqa_request
 
-        return {
-            "uid": f"s{self.step}-{row.get('id', i)}",
-            "group": i,
-            "messages": [
-                {"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": row["prompt"]}]},
-            ],
-            "images": [row["image"]],
-            "sample": {k: row.get(k) for k in ("id", "question_type", "answer", "options", "gt_objects", "gt_relationships")},
-        }
+        return stvqa_request(row, f"s{self.step}-{row.get('id', i)}", i)
 
     # -- step -----------------------------------------------------------------------
     def _sync_weights(self) -> None:

@@ -56,15 +56,6 @@ def ray_local():
 
 
 def make_request(row, i=0):
-    from rewards.template import SYSTEM_PROMPT
+    from actors.rollout import stvqa_request
 
-    return {
-        "uid": f"t{i}",
-        "group": i,
-        "messages": [
-            {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": row["prompt"]}]},
-        ],
-        "images": [row["image"]],
-        "sample": {k: row[k] for k in ("answer", "options", "gt_objects", "gt_relationships")},
-    }
+    return stvqa_request(row, f"t{i}", i)

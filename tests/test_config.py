@@ -31,6 +31,7 @@ def test_yaml_and_overrides(tmp_path):
         (["learner.bf16=maybe"], "must be a boolean"),
         (["nodots"], "must look like key.sub=value"),
         (["rollout=3"], "rollout must be a mapping"),
+        (["reward.w_format=-1"], "reward.w_format must be a non-negative number"),
     ],
 )
 def test_bad_overrides(ov, msg):

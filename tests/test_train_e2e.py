@@ -17,6 +17,7 @@ FAST = [
     "--set", "data.synthetic_images=6",
     "--set", "rollout.max_new_tokens=24",
     "--set", "rollout.group_size=2",
+    "--set", "algo.prompts_per_step=2",
     "--set", "ray_num_cpus=4",
 ]
 
@@ -86,7 +87,7 @@ def test_elastic_rollout_workers_during_training(tmp_path, stvqa_dir, tiny_model
         None,
         [
             f"output_dir={tmp_path / 'elastic'}", f"model.path={tiny_model}", f"data.dataset={stvqa_dir}",
-            "rollout.max_new_tokens=12", "rollout.group_size=2", "rollout.max_workers=3", "steps=3", "ray_num_cpus=4",
+            "rollout.max_new_tokens=12", "rollout.group_size=2", "algo.prompts_per_step=2", "rollout.max_workers=3", "steps=3", "ray_num_cpus=4",
         ],
     )
     tr = GRPOTrainer(cfg)
