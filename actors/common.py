@@ -5,28 +5,21 @@ from __future__ import annotations
 import os
 import socket
 
-
-def cuda_available() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except Exception:
-        return False
+import ray
+import torch
 
 
 def setup_process(device: str = "auto", threads: int | None = None) -> str:
-    """Resolve ``device`` ("auto", "cpu", "cuda") and prepare the process:
-    DS_ACCELERATOR=cpu on CPU, torch thread count.  Call before importing
-    deepspeed."""
+    """Resolve ``device`` (auto, cpu, cuda) and prepare the process: ``DS_ACCELERATOR=cpu`` on CPU (DeepSpeed reads
+    it at import, so call this before importing deepspeed) and the torch thread count."""
     if device == "auto":
-        device = "cuda" if cuda_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device=cuda was asked for but this process on {node_ip()} sees no GPU")
     if device == "cpu":
         os.environ["DS_ACCELERATOR"] = "cpu"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if threads:
-        import torch
-
         torch.set_num_threads(int(threads))
     return device
 
@@ -38,9 +31,9 @@ def free_port() -> int:
 
 
 def node_ip() -> str:
+    """This node's address as Ray knows it. No silent fallback to 127.0.0.1: on a multi-node cluster that would
+    make learner ranks on other nodes wait for a master they can never reach."""
     try:
-        import ray
-
         return ray.util.get_node_ip_address()
-    except Exception:
-        return "127.0.0.1"
+    except Exception as e:
+        raise RuntimeError(f"cannot determine this node's IP address through Ray: {e}") from e

@@ -1,179 +1,270 @@
-"""DeepSpeed ZeRO-3 learner group and the frozen reference policy.
+"""The DeepSpeed ZeRO-3 learner group and the frozen reference policy.
 
-Each :class:`LearnerWorker` is one rank of a ``torch.distributed`` group
-(NCCL on GPU, gloo on CPU with ``DS_ACCELERATOR=cpu``).  The driver calls
-every rank with its shard of the batch; ZeRO-3 partitions parameters,
-gradients and optimizer state across the ranks.
+Each :class:`LearnerWorker` is one rank of a ``torch.distributed`` group (NCCL on GPU, gloo on CPU with
+``DS_ACCELERATOR=cpu``); ZeRO-3 partitions parameters, gradients and optimizer state across the ranks.
+:class:`LearnerGroup` starts the ranks, shards every batch of prompt groups across them (whole groups per rank, so
+each rank can score and update its groups on its own) and fans each call out; the driver never slices shards.
+
+One rollout batch is used in two calls:
+
+1. ``prepare``: each rank fetches its prompt groups and their reference log-probs from the object store and computes
+   the old log-probs (before any update), the engine/learner log-prob agreement and, for ``kl_in=reward``, the
+   sequence KL. Everything stays on the rank; only small numbers return.
+2. ``update``: with the driver's advantages, ``ppo_epochs`` passes over the batch in mini-batches of
+   ``prompts_per_update`` prompt groups, one optimizer step per mini-batch (the paper: 512 prompts per rollout
+   batch, 128 per update: 4 steps).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import ray
+import torch
 
+from actors import grpo
 from actors.common import free_port, node_ip, setup_process
+from actors.model import PromptEncoder, load_policy
+from actors.policy import Sequence, group_logprobs, repad, sequence_logprobs, sequences, token_logprobs
+from actors.records import GroupLogprobs, PromptGroup, UpdateStats
+from actors.settings import LearnerSettings, ReferenceSettings
+
+TOKENIZER_FILES = ("tokenizer", "special_tokens", "preprocessor", "chat_template", "vocab", "merges")
 
 
-def ds_config(cfg: dict, world_size: int, micro_batch: int, grad_accum: int, device: str) -> dict:
-    c = {
-        "train_micro_batch_size_per_gpu": micro_batch,
+@dataclass
+class BatchPlan:
+    """How one rollout batch is cut into optimizer steps; the same on every rank."""
+
+    groups_per_rank: int
+    """Prompt groups each rank trains on per rollout batch (prompts_per_step / ranks)."""
+    groups_per_update: int
+    """Prompt groups per rank in one mini-batch (prompts_per_update / ranks)."""
+    group_size: int
+    """Responses per prompt group (n)."""
+    ppo_epochs: int
+    """Passes over the rollout batch."""
+
+    @property
+    def updates_per_epoch(self) -> int:
+        return self.groups_per_rank // self.groups_per_update
+
+    @property
+    def sequences_per_update(self) -> int:
+        return self.groups_per_update * self.group_size
+
+
+@dataclass
+class PrepareInfo:
+    """What ``prepare`` reports to the driver for one rank's groups."""
+
+    sequence_kl: list[list[float]]
+    """[groups][n] summed KL(old || reference) per response (zeros when KL is not in the reward)."""
+    logprob_diff_sum: float
+    """Sum over sampled tokens of |engine log-prob - learner log-prob| (0 without engine log-probs)."""
+    logprob_diff_max: float
+    """Largest such difference."""
+    logprob_diff_tokens: int
+    """Tokens the sum covers."""
+
+
+def deepspeed_config(settings: LearnerSettings, world_size: int, grad_accum: int, dtype: str) -> dict:
+    """The DeepSpeed config of a learner rank."""
+    config = {
+        "train_micro_batch_size_per_gpu": settings.micro_batch_size,
         "gradient_accumulation_steps": grad_accum,
-        "train_batch_size": micro_batch * grad_accum * world_size,
-        "gradient_clipping": cfg.get("grad_clip", 1.0),
+        "train_batch_size": settings.micro_batch_size * grad_accum * world_size,
+        "gradient_clipping": settings.grad_clip,
         "zero_optimization": {
-            "stage": int(cfg.get("zero_stage", 3)),
+            "stage": settings.zero_stage,
             "overlap_comm": False,
             "contiguous_gradients": True,
             "stage3_gather_16bit_weights_on_model_save": True,
-            "stage3_param_persistence_threshold": int(cfg.get("param_persistence_threshold", 0)),
+            "stage3_param_persistence_threshold": settings.param_persistence_threshold,
         },
         "zero_allow_untested_optimizer": True,
         "wall_clock_breakdown": False,
         "steps_per_print": 10**9,
     }
-    if device == "cuda" and cfg.get("bf16", True):
-        c["bf16"] = {"enabled": True}
-    if cfg.get("offload_optimizer", False):
-        c["zero_optimization"]["offload_optimizer"] = {"device": "cpu"}
-    return c
+    if dtype == "bfloat16":
+        config["bf16"] = {"enabled": True}
+    if settings.offload_optimizer:
+        config["zero_optimization"]["offload_optimizer"] = {"device": "cpu"}
+    return config
 
 
-def _resolve(items):
-    """Fetch ObjectRefs (in one ray.get) and leave plain values alone."""
-    if items is None:
-        return None
-    refs = [i for i, x in enumerate(items) if isinstance(x, ray.ObjectRef)]
-    out = list(items)
-    if refs:
-        for i, v in zip(refs, ray.get([items[i] for i in refs])):
-            out[i] = v
-    return out
-
-
-class _PolicyMixin:
-    def _logprobs(self, model, trajs, micro_batch):
-        from actors.grpo import token_logprobs, unpad
-
-        out = []
-        for i in range(0, len(trajs), micro_batch):
-            lp, mask = token_logprobs(model, trajs[i : i + micro_batch], self.pad_id, self.temperature)
-            out.extend(unpad(lp, mask))
-        return out
+def export_tokenizer_files(model_path: str, out: Path) -> None:
+    """Copy tokenizer and processor files next to exported weights so the export loads on its own."""
+    for name in os.listdir(model_path):
+        if name.startswith(TOKENIZER_FILES):
+            shutil.copy(os.path.join(model_path, name), out / name)
 
 
 @ray.remote
-class LearnerWorker(_PolicyMixin):
-    def __init__(self, rank: int, world_size: int, model_path: str, cfg: dict, loss_cfg: dict, seed: int = 0):
-        self.device = setup_process(cfg.get("device", "auto"), cfg.get("torch_threads"))
+class LearnerWorker:
+    """One ZeRO rank: holds its parameter partition and optimizer state, trains on its share of the groups."""
+
+    def __init__(
+        self,
+        rank: int,
+        world_size: int,
+        model_path: str,
+        settings: LearnerSettings,
+        loss: grpo.LossSettings,
+        dtype: str,
+        temperature: float,
+        seed: int = 0,
+    ):
+        self.device = setup_process(settings.device, settings.torch_threads)
         self.rank, self.world_size = rank, world_size
-        self.model_path, self.cfg, self.seed = model_path, cfg, seed
-        self.loss_cfg = loss_cfg
+        self.model_path, self.settings, self.loss, self.dtype = model_path, settings, loss, dtype
+        self.temperature, self.seed = temperature, seed
         self.engine = None
-        self.temperature = float(cfg.get("temperature", 1.0))
+        self.batch: list[PromptGroup] = []
+        self.old: list[torch.Tensor] = []
+        self.ref: list[torch.Tensor] | None = None
+        self.diff: tuple[float, float, int] = (0.0, 0.0, 0)
 
     def master_address(self) -> str:
         return f"{node_ip()}:{free_port()}"
 
-    def init(self, master: str, samples_per_rank: int) -> dict:
+    def init(self, master: str, plan: BatchPlan) -> dict:
         host, port = master.rsplit(":", 1)
         os.environ.update(
             MASTER_ADDR=host, MASTER_PORT=port, RANK=str(self.rank), WORLD_SIZE=str(self.world_size),
             LOCAL_RANK="0", LOCAL_WORLD_SIZE="1",
         )
+        # deepspeed reads DS_ACCELERATOR at import (set by setup_process), and is only needed on learner ranks
         import deepspeed
-        import torch
-
-        from actors.model import PromptEncoder, load_policy
 
         torch.manual_seed(self.seed + self.rank)
         backend = "nccl" if self.device == "cuda" else "gloo"
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
+        self.plan = plan
         self.pad_id = PromptEncoder(self.model_path).pad_token_id
-        model = load_policy(self.model_path)
-        if self.cfg.get("gradient_checkpointing", False):
+        model = load_policy(self.model_path, "float32")  # bf16 is DeepSpeed's job (mixed precision)
+        if self.settings.gradient_checkpointing:
             model.gradient_checkpointing_enable()
-        self.micro_batch = int(self.cfg.get("micro_batch_size", 2))
-        self.grad_accum = max(1, math.ceil(samples_per_rank / self.micro_batch))
-        self.samples_per_rank = samples_per_rank
-        opt = torch.optim.AdamW(
+        s = self.settings
+        self.grad_accum = max(1, math.ceil(plan.sequences_per_update / s.micro_batch_size))
+        optimizer = torch.optim.AdamW(
             [p for p in model.parameters() if p.requires_grad],
-            lr=float(self.cfg.get("lr", 1e-5)),
-            weight_decay=float(self.cfg.get("weight_decay", 0.0)),
-            betas=(0.9, 0.99),
+            lr=s.lr, betas=(s.beta1, s.beta2), eps=s.adam_eps, weight_decay=s.weight_decay,
         )
-        conf = ds_config(self.cfg, self.world_size, self.micro_batch, self.grad_accum, self.device)
-        self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=opt, config=conf)
+        config = deepspeed_config(s, self.world_size, self.grad_accum, self.dtype)
+        self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
         n_params = sum(getattr(p, "ds_numel", p.numel()) for p in self.engine.module.parameters())
-        return {"rank": self.rank, "params": int(n_params), "backend": backend, "zero_stage": conf["zero_optimization"]["stage"]}
+        return {"rank": self.rank, "params": int(n_params), "backend": backend, "zero_stage": s.zero_stage}
 
-    # -- inference -----------------------------------------------------------------
-    def compute_logprobs(self, trajs: list[dict]):
-        self.engine.eval()
-        return self._logprobs(self.engine.module, trajs, self.micro_batch)
+    # -- one rollout batch ----------------------------------------------------------------------------------------
+    def prepare(self, group_refs: list, ref_refs: list | None, use_engine_logprobs: bool) -> PrepareInfo:
+        """Fetch this rank's groups (and reference log-probs) from the object store; compute old log-probs."""
+        self.batch = ray.get(list(group_refs))
+        if len(self.batch) != self.plan.groups_per_rank:
+            raise ValueError(f"rank {self.rank} expected {self.plan.groups_per_rank} groups, got {len(self.batch)}")
+        self.ref = None
+        if ref_refs is not None:
+            self.ref = [lp for g in ray.get(list(ref_refs)) for lp in g.logprobs]
+        seqs = sequences(self.batch)
+        engine_lps = [r.engine_logprobs for g in self.batch for r in g.responses]
+        have_engine = all(lp is not None for lp in engine_lps)
+        if use_engine_logprobs and have_engine:
+            self.old = [torch.tensor(lp, dtype=torch.float32) for lp in engine_lps]
+            self.diff = (0.0, 0.0, 0)  # measured on the first mini-batch's forward pass instead
+        else:
+            self.engine.eval()
+            self.old = sequence_logprobs(self.engine, seqs, self.pad_id, self.temperature, self.settings.micro_batch_size)
+            self.diff = self._agreement(engine_lps, self.old) if have_engine else (0.0, 0.0, 0)
+        kl = [[0.0] * len(g) for g in self.batch]
+        if self.ref is not None and self.loss.kl_in == "reward":
+            flat = [
+                float(grpo.sequence_kl(o[None], r[None], torch.ones(1, len(o), dtype=torch.bool), self.loss)[0])
+                for o, r in zip(self.old, self.ref)
+            ]
+            kl = [flat[i * self.plan.group_size : (i + 1) * self.plan.group_size] for i in range(len(self.batch))]
+        return PrepareInfo(kl, *self.diff)
 
-    # -- training ------------------------------------------------------------------
-    def train_step(self, traj_chunks: list, ref_chunks: list | None, advantages: list) -> dict:
-        """One GRPO update on this rank's shard.
+    @staticmethod
+    def _agreement(engine_lps: list, learner_lps: list[torch.Tensor]) -> tuple[float, float, int]:
+        total, largest, count = 0.0, 0.0, 0
+        for e, mine in zip(engine_lps, learner_lps):
+            if len(e) != len(mine):
+                raise ValueError(f"engine reported {len(e)} log-probs for a {len(mine)}-token response")
+            if len(e):
+                d = (torch.tensor(e, dtype=torch.float32) - mine).abs()
+                total, largest, count = total + float(d.sum()), max(largest, float(d.max())), count + len(e)
+        return total, largest, count
 
-        ``traj_chunks``: trajectory groups (lists, or ObjectRefs to them,
-        fetched here straight from the object store); ``ref_chunks``: the
-        reference log-probs per group (same form) or None when KL is off;
-        ``advantages``: one list of floats per group.  Old log-probs are
-        those of the current weights, taken before the first update."""
-        import torch
+    def update(self, advantages: list[list[float]]) -> UpdateStats:
+        """``ppo_epochs`` passes over the prepared batch, one optimizer step per mini-batch.
 
-        from actors.grpo import LossConfig, grpo_loss, repad, token_logprobs
-
-        traj_chunks = _resolve(traj_chunks)
-        if len(traj_chunks) != len(advantages):
-            raise ValueError("one advantage list per trajectory group is needed")
-        trajs = []
-        for chunk, adv in zip(traj_chunks, advantages):
-            if len(chunk) != len(adv):
-                raise ValueError("advantage count differs from group size")
-            for t, a in zip(chunk, adv):
-                trajs.append(dict(t, advantage=float(a)))
-        ref_logprobs = [x for c in _resolve(ref_chunks) for x in c] if ref_chunks is not None else None
-
-        if len(trajs) != self.samples_per_rank:
-            raise ValueError(f"rank {self.rank} expected {self.samples_per_rank} samples, got {len(trajs)}")
-        t0 = time.time()
-        lcfg = LossConfig(**self.loss_cfg)
-        old = self.compute_logprobs(trajs)
+        ``advantages``: [groups_per_rank][n] group-relative advantages from the driver.
+        """
+        if len(advantages) != len(self.batch):
+            raise ValueError(f"rank {self.rank} holds {len(self.batch)} groups but got {len(advantages)} advantage lists")
+        start = time.perf_counter()
+        plan, micro = self.plan, self.settings.micro_batch_size
+        seqs = sequences(self.batch)
+        adv = [a for group in advantages for a in group]
+        if len(adv) != len(seqs):
+            raise ValueError(f"rank {self.rank}: {len(adv)} advantages for {len(seqs)} responses")
         self.engine.train()
-        epochs = int(self.cfg.get("ppo_epochs", 1))
-        stats = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "ratio_mean": 0.0}
-        n = 0
-        for _ in range(epochs):
-            for i in range(0, len(trajs), self.micro_batch):
-                mb = trajs[i : i + self.micro_batch]
-                lp, mask = token_logprobs(self.engine, mb, self.pad_id, self.temperature, grad=True)
-                old_p = repad(old[i : i + self.micro_batch], mask)
-                ref_p = repad(ref_logprobs[i : i + self.micro_batch], mask) if ref_logprobs is not None else None
-                adv = torch.tensor([t["advantage"] for t in mb], dtype=torch.float32, device=lp.device)
-                loss, info = grpo_loss(lp, old_p, ref_p, adv, mask, lcfg)
-                self.engine.backward(loss)
-                self.engine.step()
-                stats["loss"] += float(loss.detach())
-                for k in ("kl", "clip_frac", "ratio_mean"):
-                    stats[k] += info[k]
-                n += 1
-        out = {k: v / max(n, 1) for k, v in stats.items()}
-        gn = self.engine.get_global_grad_norm()
-        out["grad_norm"] = float(gn) if gn is not None else float("nan")
-        out["lr"] = float(self.optimizer.param_groups[0]["lr"])
-        out["train_seconds"] = time.time() - t0
-        return out
+        sums: dict[str, float] = {}
+        grad_norms, steps, micro_steps, ratio_max, tokens = [], 0, 0, 1.0, 0
+        diff = list(self.diff)
+        for _epoch in range(plan.ppo_epochs):
+            for u in range(plan.updates_per_epoch):
+                lo = u * plan.sequences_per_update
+                for i in range(lo, lo + plan.sequences_per_update, micro):
+                    j = min(i + micro, lo + plan.sequences_per_update)
+                    logp, mask = token_logprobs(self.engine, seqs[i:j], self.pad_id, self.temperature, grad=True)
+                    if steps == 0 and diff[2] == 0 and self.batch[0].responses[0].engine_logprobs is not None:
+                        self._measure_first_pass(logp, mask, i, j, diff)
+                    old = repad(self.old[i:j], mask)
+                    ref = repad(self.ref[i:j], mask) if self.ref is not None else None
+                    a = torch.tensor(adv[i:j], dtype=torch.float32, device=logp.device)
+                    loss, info = grpo.grpo_loss(logp, old, ref, a, mask, self.loss)
+                    self.engine.backward(loss)
+                    self.engine.step()
+                    micro_steps += 1
+                    tokens += int(mask.sum())
+                    ratio_max = max(ratio_max, float(info.pop("ratio_max", 1.0)))
+                    sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+                    for k, v in info.items():
+                        sums[k] = sums.get(k, 0.0) + float(v)
+                steps += 1
+                norm = self.engine.get_global_grad_norm()
+                grad_norms.append(float(norm) if norm is not None else float("nan"))
+        mean = {k: v / max(micro_steps, 1) for k, v in sums.items()}
+        stats = UpdateStats(
+            loss=mean.pop("loss", 0.0), pg_loss=mean.pop("pg_loss", 0.0), kl=mean.pop("kl", 0.0),
+            clip_frac_high=mean.pop("clip_frac_high", 0.0), clip_frac_low=mean.pop("clip_frac_low", 0.0),
+            dual_clip_frac=mean.pop("dual_clip_frac", 0.0), ratio_mean=mean.pop("ratio_mean", 1.0),
+            ratio_max=ratio_max, grad_norm=sum(grad_norms) / max(len(grad_norms), 1),
+            lr=float(self.optimizer.param_groups[0]["lr"]), optimizer_steps=steps,
+            logprob_diff_mean=diff[0] / diff[2] if diff[2] else float("nan"),
+            logprob_diff_max=diff[1] if diff[2] else float("nan"), tokens=tokens,
+            seconds=time.perf_counter() - start, extra=mean,
+        )
+        self.batch, self.old, self.ref = [], [], None
+        return stats
 
-    # -- weights -------------------------------------------------------------------
+    def _measure_first_pass(self, logp, mask, i: int, j: int, diff: list) -> None:
+        """With engine log-probs as old log-probs, the first mini-batch's forward pass (before any optimizer step)
+        is the learner's view of the sampling policy: measure the agreement there."""
+        mine = [lp.detach().float().cpu() for lp in (logp[k][mask[k]] for k in range(logp.shape[0]))]
+        total, largest, count = self._agreement([self.old[k].tolist() for k in range(i, j)], mine)
+        diff[0], diff[1], diff[2] = diff[0] + total, max(diff[1], largest), diff[2] + count
+
+    # -- weights and checkpoints ----------------------------------------------------------------------------------
     def get_weights(self):
-        """Gather the full (unpartitioned) state dict.  Collective: call on
-        every rank; rank 0 returns the dict of CPU tensors, others None."""
-        import deepspeed
+        """Gather the full state dict. Collective: call on every rank; rank 0 returns CPU tensors, others None."""
+        import deepspeed  # only present on learner nodes; already imported by init
 
         params = list(self.engine.module.parameters())
         with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
@@ -182,27 +273,9 @@ class LearnerWorker(_PolicyMixin):
         return None
 
     def save_checkpoint(self, directory: str, tag: str) -> str:
-        """DeepSpeed checkpoint (sharded model + optimizer state); collective."""
-        self.engine.save_checkpoint(directory, tag=tag)
+        """DeepSpeed checkpoint (sharded model and optimizer state) under ``directory/tag``; collective."""
+        self.engine.save_checkpoint(directory, tag=tag, save_latest=False)
         return str(Path(directory) / tag)
-
-    def export_hf(self, out_dir: str) -> str | None:
-        """Write the full policy as a plain transformers checkpoint (with the
-        tokenizer and processor files).  Collective; rank 0 writes."""
-        state = self.get_weights()
-        if self.rank != 0:
-            return None
-        self._export(state, Path(out_dir))
-        return out_dir
-
-    def _export(self, state, out: Path):
-        import shutil
-
-        out.mkdir(parents=True, exist_ok=True)
-        self.engine.module.save_pretrained(str(out), state_dict=state)
-        for f in os.listdir(self.model_path):
-            if f.startswith(("tokenizer", "special_tokens", "preprocessor", "chat_template", "vocab", "merges")):
-                shutil.copy(os.path.join(self.model_path, f), out / f)
 
     def load_checkpoint(self, directory: str, tag: str) -> bool:
         d = Path(directory) / tag
@@ -213,7 +286,23 @@ class LearnerWorker(_PolicyMixin):
             raise FileNotFoundError(f"no DeepSpeed checkpoint {tag} in {directory}")
         return True
 
-    def shutdown(self):
+    def export_hf(self, out_dir: str) -> str | None:
+        """Write the policy as a plain transformers checkpoint with tokenizer files. Collective; rank 0 writes into a
+        temporary folder that replaces ``out_dir`` only when complete."""
+        state = self.get_weights()
+        if self.rank != 0:
+            return None
+        out = Path(out_dir)
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.engine.module.save_pretrained(str(tmp), state_dict=state)
+        export_tokenizer_files(self.model_path, tmp)
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+        return out_dir
+
+    def shutdown(self) -> bool:
         import torch.distributed as dist
 
         if dist.is_initialized():
@@ -221,26 +310,98 @@ class LearnerWorker(_PolicyMixin):
         return True
 
 
-@ray.remote
-class ReferencePolicy(_PolicyMixin):
-    """Frozen copy of the initial policy; serves reference log-probs for the KL term."""
+class LearnerGroup:
+    """All learner ranks as one object: starts them, shards batches (whole prompt groups per rank) and fans calls
+    out. Call order matters for ZeRO-3 collectives, so every method calls every rank."""
 
-    def __init__(self, model_path: str, cfg: dict):
-        self.device = setup_process(cfg.get("device", "auto"), cfg.get("torch_threads"))
-        import torch
+    def __init__(
+        self,
+        model_path: str,
+        settings: LearnerSettings,
+        loss: grpo.LossSettings,
+        plan_total: BatchPlan,
+        dtype: str,
+        temperature: float,
+        seed: int = 0,
+    ):
+        world = settings.num_workers
+        self.world_size = world
+        self.plan = BatchPlan(
+            plan_total.groups_per_rank // world, plan_total.groups_per_update // world, plan_total.group_size,
+            plan_total.ppo_epochs,
+        )
+        self.ranks = [
+            LearnerWorker.options(num_cpus=settings.num_cpus, num_gpus=settings.num_gpus).remote(
+                rank, world, model_path, settings, loss, dtype, temperature, seed
+            )
+            for rank in range(world)
+        ]
+        master = ray.get(self.ranks[0].master_address.remote())
+        self.info = ray.get([r.init.remote(master, self.plan) for r in self.ranks])
 
-        from actors.model import PromptEncoder, load_policy
+    def _shards(self, items: list) -> list[list]:
+        k = self.plan.groups_per_rank
+        if len(items) != k * self.world_size:
+            raise ValueError(f"the learner group trains on {k * self.world_size} prompt groups per step, got {len(items)}")
+        return [items[r * k : (r + 1) * k] for r in range(self.world_size)]
 
+    def prepare(self, group_refs: list, ref_refs: list | None, use_engine_logprobs: bool) -> PrepareInfo:
+        """Old log-probs on every rank; returns the merged :class:`PrepareInfo` in batch order."""
+        refs = self._shards(ref_refs) if ref_refs is not None else [None] * self.world_size
+        infos = ray.get(
+            [r.prepare.remote(g, rf, use_engine_logprobs) for r, g, rf in zip(self.ranks, self._shards(group_refs), refs)]
+        )
+        return PrepareInfo(
+            [kl for i in infos for kl in i.sequence_kl],
+            sum(i.logprob_diff_sum for i in infos),
+            max(i.logprob_diff_max for i in infos),
+            sum(i.logprob_diff_tokens for i in infos),
+        )
+
+    def update(self, advantages: list[list[float]]) -> list[UpdateStats]:
+        return ray.get([r.update.remote(a) for r, a in zip(self.ranks, self._shards(advantages))])
+
+    def weights(self) -> ray.ObjectRef:
+        """Rank 0's gathered state dict, left in the object store (the others take part in the gather)."""
+        refs = [r.get_weights.remote() for r in self.ranks]
+        ray.get(refs[1:])
+        return refs[0]
+
+    def save_checkpoint(self, directory: str, tag: str) -> None:
+        ray.get([r.save_checkpoint.remote(directory, tag) for r in self.ranks])
+
+    def load_checkpoint(self, directory: str, tag: str) -> None:
+        ray.get([r.load_checkpoint.remote(directory, tag) for r in self.ranks])
+
+    def export_hf(self, out_dir: str) -> None:
+        ray.get([r.export_hf.remote(out_dir) for r in self.ranks])
+
+    def shutdown(self) -> None:
+        for r in self.ranks:
+            try:
+                ray.get(r.shutdown.remote(), timeout=30)
+            except Exception:  # a dead rank has nothing left to shut down
+                pass
+            ray.kill(r)
+
+
+@ray.remote(max_restarts=-1, max_task_retries=2)
+class ReferencePolicy:
+    """Frozen copy of the initial policy; serves reference log-probs for the KL term. Restarted by Ray if it dies
+    (it holds no state but the initial weights)."""
+
+    def __init__(self, model_path: str, settings: ReferenceSettings, dtype: str, temperature: float):
+        self.device = setup_process(settings.device, settings.torch_threads)
         self.pad_id = PromptEncoder(model_path).pad_token_id
-        self.model = load_policy(model_path).to(self.device).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.temperature = float(cfg.get("temperature", 1.0))
-        self.micro_batch = int(cfg.get("micro_batch_size", 4))
-        torch.set_grad_enabled(False)
+        self.model = load_policy(model_path, dtype).to(self.device).eval().requires_grad_(False)
+        self.temperature, self.micro_batch = temperature, settings.micro_batch_size
 
-    def compute_logprobs(self, trajs: list[dict]):
-        return self._logprobs(self.model, trajs, self.micro_batch)
+    def compute_logprobs(self, group: PromptGroup) -> GroupLogprobs:
+        """Reference log-probs of one prompt group (passed by reference, fetched from the object store)."""
+        return group_logprobs(self.model, [group], self.pad_id, self.temperature, self.micro_batch)[0]
 
     def ready(self) -> bool:
         return True
+
+
+__all__ = ["BatchPlan", "LearnerGroup", "LearnerWorker", "PrepareInfo", "ReferencePolicy", "Sequence"]

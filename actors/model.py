@@ -16,6 +16,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    AutoModelForImageTextToText,
+    AutoTokenizer,
+    PreTrainedTokenizerFast,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+)
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+from actors.records import EncodedPrompt, ImageInputs
+from datagen.questions import QUESTION_PHRASES, SPATIAL_PREDICATES
+from datagen.synthetic import OBJECT_VOCAB
+from rewards.prompt import DEFAULT_TEMPLATE
+
 SPECIAL_TOKENS = [
     "<|endoftext|>",
     "<|im_start|>",
@@ -57,22 +73,32 @@ TINY_MAX_PIXELS = 28 * 28 * 16
 
 @dataclass
 class TinyModelSpec:
-    hidden_size: int = 64
+    """Dimensions of the tiny Qwen2.5-VL-architecture model (head_dim = hidden_size / num_heads must be 64 or 128,
+    the sizes vLLM's CPU attention supports)."""
+
+    hidden_size: int = 128
+    """Text hidden size."""
     num_layers: int = 2
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    intermediate_size: int = 128
-    vision_hidden_size: int = 32
+    """Text decoder layers."""
+    num_heads: int = 2
+    """Attention heads (head_dim 64 at hidden 128)."""
+    num_kv_heads: int = 1
+    """Key/value heads (grouped-query attention, as in Qwen2.5-VL)."""
+    intermediate_size: int = 256
+    """MLP width."""
+    vision_hidden_size: int = 64
+    """Vision tower hidden size."""
     vision_depth: int = 2
-    vision_heads: int = 2
+    """Vision tower blocks."""
+    vision_heads: int = 1
+    """Vision attention heads."""
     vocab_size: int = 1024
+    """BPE vocabulary trained on task-like text (template tags and special tokens come on top)."""
     seed: int = 0
+    """Weight initialisation seed."""
 
 
 def _tokenizer_corpus() -> list[str]:
-    from datagen.questions import QUESTION_PHRASES, SPATIAL_PREDICATES
-    from datagen.synthetic import OBJECT_VOCAB
-
     lines: list[str] = []
     names = list(OBJECT_VOCAB)
     for i, name in enumerate(names):
@@ -88,6 +114,8 @@ def _tokenizer_corpus() -> list[str]:
             )
     for phrase in QUESTION_PHRASES:
         lines.append(phrase)
+    # the prompt's fixed instruction text is seen on every sample: give it short tokens
+    lines.extend([DEFAULT_TEMPLATE] * 20)
     lines.append(" ".join(str(n) for n in range(0, 1000)))
     lines.append("Options: (A) (B) (C) (D) yes no left right above below closer farther larger smaller")
     return lines
@@ -96,9 +124,6 @@ def _tokenizer_corpus() -> list[str]:
 def train_tokenizer(out_dir: str | os.PathLike, vocab_size: int = 1024):
     """Train a byte-level BPE tokenizer on task-like text and save it as a
     transformers fast tokenizer with the Qwen chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -127,9 +152,6 @@ def build_tiny_model(out_dir: str | os.PathLike, spec: TinyModelSpec | None = No
     """Create a tiny Qwen2.5-VL-architecture checkpoint (random weights),
     tokenizer and processor config in ``out_dir``.  Idempotent: an existing
     complete checkpoint is left untouched."""
-    import torch
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
     spec = spec or TinyModelSpec()
     out = Path(out_dir)
     marker = out / "tiny_model_spec.json"
@@ -186,8 +208,6 @@ def build_tiny_model(out_dir: str | os.PathLike, spec: TinyModelSpec | None = No
 
 
 def _image_processor(min_pixels: int, max_pixels: int):
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
     return Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels)
 
 
@@ -202,9 +222,6 @@ def check_model_dir(path: str | os.PathLike) -> Path:
 
 
 def load_policy(path: str | os.PathLike, dtype: str = "float32"):
-    import torch
-    from transformers import AutoModelForImageTextToText
-
     p = check_model_dir(path)
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     model = AutoModelForImageTextToText.from_pretrained(str(p), dtype=torch_dtype)
@@ -219,17 +236,15 @@ class PromptEncoder:
     """
 
     def __init__(self, path: str | os.PathLike):
-        from transformers import AutoTokenizer
-
         p = check_model_dir(path)
         self.tokenizer = AutoTokenizer.from_pretrained(str(p))
         self.tokenizer.padding_side = "left"
-        pp = p / "preprocessor_config.json"
-        cfg = json.loads(pp.read_text()) if pp.exists() else {}
-        size = cfg.get("size", {})
+        saved = p / "preprocessor_config.json"
+        processor_json = json.loads(saved.read_text()) if saved.exists() else {}
+        size = processor_json.get("size", {})
         self.image_processor = _image_processor(
-            cfg.get("min_pixels", size.get("shortest_edge", TINY_MIN_PIXELS)),
-            cfg.get("max_pixels", size.get("longest_edge", TINY_MAX_PIXELS)),
+            processor_json.get("min_pixels", size.get("shortest_edge", TINY_MIN_PIXELS)),
+            processor_json.get("max_pixels", size.get("longest_edge", TINY_MAX_PIXELS)),
         )
         self.merge = int(getattr(self.image_processor, "merge_size", 2))
         self.image_token = "<|image_pad|>"
@@ -241,10 +256,9 @@ class PromptEncoder:
             - {None, self.tokenizer.unk_token_id}
         )
 
-    def encode(self, messages: list[dict], images: Iterable[Any]) -> dict:
-        """Encode one prompt.  Returns python lists / tensors for one sample:
-        ``input_ids`` (list[int]), ``pixel_values`` (Tensor or None) and
-        ``image_grid_thw`` (Tensor or None)."""
+    def encode(self, messages: list[dict], images: Iterable[Any]) -> EncodedPrompt:
+        """Encode one prompt: token ids with each image placeholder expanded to the image's merged-patch count,
+        and the processed image tensors (once)."""
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         images = [im.convert("RGB") for im in images]
         n_slots = text.count(self.image_token)
@@ -260,7 +274,7 @@ class PromptEncoder:
                 n = int(grid[i].prod().item()) // (self.merge**2)
                 text += self.image_token * n + rest
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return {"input_ids": ids, "pixel_values": pixel_values, "image_grid_thw": grid}
+        return EncodedPrompt(ids, ImageInputs(pixel_values, grid) if images else None)
 
     def decode(self, ids) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=False).replace("<|im_end|>", "").replace(

@@ -1,25 +1,27 @@
-"""Reward workers: score trajectories with the Numba-jitted SpatialThinker reward."""
+"""Reward workers: score prompt groups with the Numba-jitted SpatialThinker reward."""
 
 from __future__ import annotations
 
 import ray
 
+from actors.records import PromptGroup
+from rewards.kernels import warmup
+from rewards.spatial import RewardBreakdown, RewardConfig, score_batch
 
-@ray.remote
+
+@ray.remote(max_restarts=-1, max_task_retries=2)
 class RewardWorker:
-    def __init__(self, reward_cfg: dict | None = None):
-        from rewards.kernels import warmup
-        from rewards.spatial import RewardConfig
+    """Scores the responses of a prompt group. Stateless, so Ray restarts it if it dies and retries the task."""
 
-        self.cfg = RewardConfig(**(reward_cfg or {}))
-        warmup()
+    def __init__(self, config: RewardConfig):
+        self.config = config
+        warmup()  # compile the Numba kernels once per process, not inside the first step
 
-    def score(self, trajs: list[dict]) -> list[dict]:
-        """Return one breakdown dict per trajectory (same order).  Malformed
-        responses score 0 -- the parser never raises."""
-        from rewards.spatial import compute_reward
-
-        return [compute_reward(t["response_text"], t["sample"], self.cfg).as_dict() for t in trajs]
+    def score(self, group: PromptGroup) -> list[RewardBreakdown]:
+        """One breakdown per response, in order. The reward never raises: a malformed response scores 0 and a
+        sample whose ground truth is unusable carries an ``error``."""
+        s = group.sample
+        return score_batch([(r.text, s.ground_truth, s.image_size) for r in group.responses], self.config)
 
     def ready(self) -> bool:
         return True

@@ -1,226 +1,273 @@
-"""Training configuration: nested dataclasses, loaded from YAML/JSON and
-``key.sub=value`` overrides, validated up front with messages that name the
-offending key."""
+"""The training config: the typed sections of every role composed into one tree, loaded from YAML/JSON and
+``key.sub=value`` overrides, and validated up front with messages that name the offending key.
+
+Each section's defaults live with its role (``actors/settings.py``, ``actors/grpo.py``, ``rewards/spatial.py``,
+``rewards/prompt.py``); the driver-only sections (data, eval) and the run-level keys live here. The defaults are the
+embedded CPU run; ``cluster/configs/*.yaml`` hold the paper's presets.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from actors.grpo import LossSettings
+from actors.settings import (
+    LearnerSettings,
+    ModelSettings,
+    ReferenceSettings,
+    RewardWorkerSettings,
+    RolloutSettings,
+)
+from rewards.prompt import PromptSettings
 from rewards.spatial import RewardConfig
 
 
 class ConfigError(ValueError):
-    pass
+    """A config file, key or value that cannot be used; the message names it."""
+
+
+def _int_at_least(section: str, obj, minimum: int, *names: str) -> None:
+    for name in names:
+        v = getattr(obj, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+            raise ValueError(f"{section}{name} must be an integer >= {minimum}, got {v!r}")
 
 
 @dataclass
-class ModelConfig:
-    path: str | None = None  # None: build the tiny Qwen2.5-VL model into <output_dir>/tiny_model
-    warm_start_steps: int = 700  # tiny model only: supervised format warm start on the train split
-    warm_start_lr: float = 3e-3
-    tiny_hidden_size: int = 64
-    tiny_layers: int = 2
+class DataSettings:
+    """Where the STVQA data comes from (config section ``data``)."""
 
+    dataset: str | None = None
+    """STVQA-7K-format data: a Hugging Face id (``hunarbatra/STVQA-7K``), a ``save_to_disk`` folder, or local
+    parquet/arrow files. None: synthesise it (from ``vg_root``, or from synthetic scenes)."""
 
-@dataclass
-class DataConfig:
-    dataset: str | None = None  # an STVQA dataset written by scripts/make_dataset.py
-    vg_root: str | None = None  # or: a Visual Genome folder to synthesise it from
-    synthetic_images: int = 24  # with neither: synthetic VG scenes
-    split: str = "train"
-    max_questions_per_image: int = 4
-    max_scene_objects: int = 4  # size cap of the question-focused ground-truth subgraph
+    vg_root: str | None = None
+    """A Visual Genome folder (objects.json, relationships.json, image_data.json, images/) to synthesise from."""
+
+    synthetic_images: int = 400
+    """With neither dataset nor vg_root: synthetic VG-format scenes to generate (CPU default)."""
+
+    train_split: str = "train"
+    """Split to train on."""
+
+    val_split: str = "val"
+    """Split to validate on."""
+
+    relation_fraction: float = 0.5
+    """Datagen: share of relation questions (paper: about half); the other categories share the rest evenly."""
+
     shuffle: bool = True
+    """Shuffle the training rows each epoch (seeded)."""
+
+    def __post_init__(self):
+        _int_at_least("data.", self, 1, "synthetic_images")
+        if not 0.0 <= self.relation_fraction <= 1.0:
+            raise ValueError(f"data.relation_fraction must be in [0, 1], got {self.relation_fraction!r}")
 
 
 @dataclass
-class RolloutConfig:
-    engine: str = "hf"  # "hf" (transformers generate) or "vllm"
-    num_workers: int = 1
-    min_workers: int = 1
-    max_workers: int = 8
-    group_size: int = 4
-    temperature: float = 0.7  # the GPU example config samples at 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 256
-    batch_size: int = 8
-    num_cpus: float = 0.5
-    num_gpus: float = 0.0
-    device: str = "auto"
-    torch_threads: int = 1
-    gpu_memory_utilization: float = 0.5
-    max_model_len: int = 4096
-    max_task_retries: int = 3
+class EvalSettings:
+    """Validation during training (config section ``eval``)."""
+
+    val_before_train: bool = True
+    """Evaluate the policy on the validation split before the first GRPO step."""
+
+    val_every: int = 10
+    """Evaluate every this many steps (and after the last step); 0 turns periodic validation off."""
+
+    val_samples: int = 64
+    """Validation rows used (0: the whole split). A fixed subset, the same every time."""
+
+    val_temperature: float = 0.0
+    """Validation sampling temperature: 0 is greedy; the paper validates at 0.5."""
+
+    benchmarks: list[str] = field(default_factory=list)
+    """Extra benchmarks to evaluate at each validation (names as ``scripts/evaluate.py --benchmarks`` takes)."""
+
+    benchmark_root: str | None = None
+    """Folder holding local benchmark copies (None: their Hugging Face ids)."""
+
+    def __post_init__(self):
+        _int_at_least("eval.", self, 0, "val_every", "val_samples")
+        if not (isinstance(self.val_temperature, (int, float)) and 0 <= self.val_temperature < math.inf):
+            raise ValueError(f"eval.val_temperature must be a finite number >= 0, got {self.val_temperature!r}")
 
 
 @dataclass
-class RewardSection(RewardConfig):
-    """Reward weights (see rewards.spatial.RewardConfig) plus worker resources."""
+class AlgoSettings(LossSettings):
+    """GRPO batch shape and advantages (config section ``algo``), plus the loss settings it extends."""
 
-    num_workers: int = 1
-    num_cpus: float = 0.25
+    prompts_per_step: int = 8
+    """Prompts per rollout batch (paper 512); each gets ``rollout.group_size`` responses."""
 
-    def reward_kwargs(self) -> dict:
-        d = asdict(self)
-        d.pop("num_workers")
-        d.pop("num_cpus")
-        return d
+    prompts_per_update: int = 8
+    """Prompts per optimizer update (paper 128): prompts_per_step / prompts_per_update optimizer steps per batch."""
 
-
-@dataclass
-class LearnerConfig:
-    num_workers: int = 2
-    micro_batch_size: int = 2
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    zero_stage: int = 3
     ppo_epochs: int = 1
-    bf16: bool = True
-    gradient_checkpointing: bool = False
-    offload_optimizer: bool = False
-    num_cpus: float = 0.5
-    num_gpus: float = 0.0
-    device: str = "auto"
-    torch_threads: int = 1
+    """Passes over each rollout batch (paper 1)."""
 
+    unbiased_std: bool = True
+    """Group std with Bessel's correction (paper code, verl, EasyR1); False: the biased std."""
 
-@dataclass
-class ReferenceConfig:
-    num_cpus: float = 0.25
-    num_gpus: float = 0.0
-    micro_batch_size: int = 4
-    device: str = "auto"
-    torch_threads: int = 1
-
-
-@dataclass
-class AlgoConfig:
-    prompts_per_step: int = 4
-    kl_beta: float = 0.01
-    clip_eps: float = 0.2
-    clip_eps_high: float | None = None
-    token_mean: bool = True
     scale_advantages: bool = True
+    """Divide by the group std (GRPO); False keeps only the mean-centring (Dr. GRPO)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        _int_at_least("algo.", self, 1, "prompts_per_step", "prompts_per_update", "ppo_epochs")
+        if self.prompts_per_step % self.prompts_per_update:
+            raise ValueError(
+                f"algo.prompts_per_step ({self.prompts_per_step}) must be a multiple of algo.prompts_per_update "
+                f"({self.prompts_per_update})"
+            )
+
+    def loss_settings(self) -> LossSettings:
+        """The plain loss part, for the learner ranks."""
+        return LossSettings(**{f.name: getattr(self, f.name) for f in fields(LossSettings)})
 
 
 @dataclass
 class TrainConfig:
+    """The whole training config."""
+
     output_dir: str = "runs/spatialthinker-cpu"
-    steps: int = 8
+    """Run folder: data, tiny model, checkpoints, metrics, MLflow file store, final model. On a cluster: an
+    absolute path on storage every node can read."""
+
+    steps: int = 30
+    """GRPO steps to train (a resumed run continues up to this number)."""
+
     seed: int = 0
-    save_every: int = 4
-    resume: str = "auto"  # "auto": continue from the latest checkpoint if any; "never"; or a checkpoint path
+    """Seeds data order, sampling and initialisation."""
+
+    save_every: int = 10
+    """Checkpoint every this many steps (and at the end)."""
+
+    keep_checkpoints: int = 2
+    """Complete checkpoints kept; older ones are deleted after a newer one is published (0 keeps all)."""
+
+    resume: str = "auto"
+    """auto: continue from the newest complete checkpoint if any; never: refuse to reuse a run folder with
+    checkpoints; or a checkpoint path (``<output_dir>/checkpoints/step_N``)."""
+
     experiment_name: str = "spatialthinker"
+    """MLflow experiment."""
+
     run_name: str | None = None
-    mlflow_tracking_uri: str | None = None  # None: file store under <output_dir>/mlruns
-    ray_address: str | None = None  # None: RAY_ADDRESS, else a local Ray instance
-    ray_num_cpus: int | None = None  # local Ray only
+    """MLflow run name (default: the output folder's name)."""
+
+    mlflow_tracking_uri: str | None = None
+    """MLflow tracking server; None: a file store under ``<output_dir>/mlruns``."""
+
+    ray_address: str | None = None
+    """Ray cluster to join; None: RAY_ADDRESS (set by ``ray job submit``), else a new local instance."""
+
+    ray_num_cpus: int | None = None
+    """CPUs of a new local Ray instance (None: max(4, cores))."""
+
     namespace: str = "spatialthinker"
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    reward: RewardSection = field(default_factory=RewardSection)
-    learner: LearnerConfig = field(default_factory=LearnerConfig)
-    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
-    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    """Ray namespace of the run's named control actor."""
 
-    # -- validation --------------------------------------------------------------
-    def validate(self) -> "TrainConfig":
-        def need(cond, msg):
-            if not cond:
-                raise ConfigError(msg)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    data: DataSettings = field(default_factory=DataSettings)
+    prompt: PromptSettings = field(default_factory=PromptSettings)
+    rollout: RolloutSettings = field(default_factory=RolloutSettings)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    reward_workers: RewardWorkerSettings = field(default_factory=RewardWorkerSettings)
+    learner: LearnerSettings = field(default_factory=LearnerSettings)
+    reference: ReferenceSettings = field(default_factory=ReferenceSettings)
+    algo: AlgoSettings = field(default_factory=AlgoSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
 
-        need(self.steps >= 1, "steps must be >= 1")
-        need(self.save_every >= 1, "save_every must be >= 1")
-        r, l, a = self.rollout, self.learner, self.algo
-        need(r.engine in ("hf", "vllm"), f"rollout.engine must be 'hf' or 'vllm', got {r.engine!r}")
-        need(r.group_size >= 2, "rollout.group_size must be >= 2 (GRPO needs a group to compare)")
-        need(1 <= r.min_workers <= r.num_workers <= r.max_workers, "need 1 <= rollout.min_workers <= rollout.num_workers <= rollout.max_workers")
-        need(r.temperature > 0, "rollout.temperature must be > 0")
-        need(0 < r.top_p <= 1, "rollout.top_p must be in (0, 1]")
-        need(r.max_new_tokens >= 1, "rollout.max_new_tokens must be >= 1")
-        need(self.reward.num_workers >= 1, "reward.num_workers must be >= 1")
-        try:
-            RewardConfig(**self.reward.reward_kwargs())
-        except ValueError as e:
-            raise ConfigError(str(e).replace("reward config ", "reward.")) from None
-        need(l.num_workers >= 1, "learner.num_workers must be >= 1")
-        need(l.zero_stage in (0, 1, 2, 3), "learner.zero_stage must be 0-3")
-        need(l.micro_batch_size >= 1, "learner.micro_batch_size must be >= 1")
-        need(l.lr > 0, "learner.lr must be > 0")
-        need(a.prompts_per_step >= 1, "algo.prompts_per_step must be >= 1")
-        need(
-            a.prompts_per_step % l.num_workers == 0,
-            f"algo.prompts_per_step ({a.prompts_per_step}) must be a multiple of learner.num_workers ({l.num_workers}) "
-            "so every rank trains on whole groups",
+    def validate(self) -> TrainConfig:
+        """Check every section (by constructing it again) and the rules that span sections."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value):
+                try:
+                    setattr(self, f.name, type(value)(**{g.name: getattr(value, g.name) for g in fields(value)}))
+                except ValueError as e:
+                    msg = str(e)
+                    raise ConfigError(msg if msg.startswith(f"{f.name}.") else f"{f.name}: {msg}") from None
+        _need(isinstance(self.steps, int) and self.steps >= 1, f"steps must be an integer >= 1, got {self.steps!r}")
+        _need(self.save_every >= 1, f"save_every must be >= 1, got {self.save_every!r}")
+        _need(self.keep_checkpoints >= 0, f"keep_checkpoints must be >= 0, got {self.keep_checkpoints!r}")
+        _need(
+            self.resume in ("auto", "never") or Path(self.resume).exists(),
+            f"resume must be 'auto', 'never' or an existing checkpoint folder, got {self.resume!r}",
         )
-        need(a.kl_beta >= 0, "algo.kl_beta must be >= 0")
-        need(0 < a.clip_eps < 1, "algo.clip_eps must be in (0, 1)")
-        need(self.resume in ("auto", "never") or Path(self.resume).exists(), f"resume must be 'auto', 'never' or an existing checkpoint, got {self.resume!r}")
-        need(self.data.synthetic_images >= 1, "data.synthetic_images must be >= 1")
-        for name in ("rollout", "learner", "reference"):
-            d = getattr(self, name).device
-            need(d in ("auto", "cpu", "cuda"), f"{name}.device must be auto, cpu or cuda, got {d!r}")
+        _need(self.ray_num_cpus is None or self.ray_num_cpus >= 1, "ray_num_cpus must be >= 1")
+        world, algo = self.learner.num_workers, self.algo
+        _need(
+            algo.prompts_per_update % world == 0,
+            f"algo.prompts_per_update ({algo.prompts_per_update}) must be a multiple of learner.num_workers ({world}) "
+            "so every rank trains on whole prompt groups",
+        )
+        _need(
+            self.model.path is not None or self.rollout.engine != "vllm" or self.model.tiny_hidden_size in (128, 256),
+            "model.tiny_hidden_size must give head_dim 64 or 128 for vLLM",
+        )
         return self
-
-    @property
-    def samples_per_step(self) -> int:
-        return self.algo.prompts_per_step * self.rollout.group_size
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _coerce(value: Any, typ: Any, key: str) -> Any:
-    t = typ if isinstance(typ, str) else getattr(typ, "__name__", str(typ))
-    t = str(typ)
-    if value is None:
-        if "None" in t:
+def _need(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def _coerce(value: Any, typ: str, key: str) -> Any:
+    """Turn a YAML/override value into the field's declared type (annotations are strings here)."""
+    optional = "None" in typ
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and optional):
+        if optional:
             return None
         raise ConfigError(f"{key} may not be null")
-    if "bool" in t and isinstance(value, str):
-        low = value.lower()
-        if low in ("true", "1", "yes", "on"):
-            return True
-        if low in ("false", "0", "no", "off"):
-            return False
+    if typ.startswith("list"):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key} must be a list of strings, got {value!r}")
+        return list(value)
+    if typ.startswith("bool"):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
         raise ConfigError(f"{key} must be a boolean, got {value!r}")
-    if "bool" in t:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be a boolean, got {value!r}")
-        return value
-    if "int" in t and "float" not in t:
-        if isinstance(value, str) and value.lower() in ("none", "null") and "None" in t:
-            return None
+    if typ.startswith("int"):
         try:
-            f = float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{key} must be an integer, got {value!r}") from None
-        if f != int(f):
+        if isinstance(value, bool) or not math.isfinite(number) or number != int(number):
             raise ConfigError(f"{key} must be an integer, got {value!r}")
-        return int(f)
-    if "float" in t:
-        if isinstance(value, str) and value.lower() in ("none", "null") and "None" in t:
-            return None
+        return int(number)
+    if typ.startswith("float"):
+        if isinstance(value, bool):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
         try:
             return float(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{key} must be a number, got {value!r}") from None
-    if "str" in t:
-        if isinstance(value, str) and value.lower() in ("none", "null") and "None" in t:
-            return None
-        if not isinstance(value, (str, int, float)):
+    if typ.startswith("str"):
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(f"{key} must be a string, got {value!r}")
         return str(value)
     return value
 
 
-def _apply(obj: Any, data: dict, prefix: str = "") -> None:
+def _apply(obj: Any, data: Any, prefix: str = "") -> None:
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {type(data).__name__}")
     known = {f.name: f for f in fields(obj)}
@@ -228,52 +275,57 @@ def _apply(obj: Any, data: dict, prefix: str = "") -> None:
         key = f"{prefix}{k}"
         if k not in known:
             raise ConfigError(f"unknown config key {key!r}; known: {', '.join(sorted(known))}")
-        cur = getattr(obj, k)
-        if dataclasses.is_dataclass(cur):
-            _apply(cur, v, key + ".")
+        current = getattr(obj, k)
+        if dataclasses.is_dataclass(current):
+            _apply(current, v, key + ".")
         else:
-            setattr(obj, k, _coerce(v, known[k].type, key))
+            setattr(obj, k, _coerce(v, str(known[k].type), key))
 
 
 def load_config(path: str | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Defaults, then the file at ``path`` (YAML or JSON), then ``key.sub=value`` overrides; validated."""
     cfg = TrainConfig()
     if path:
         p = Path(path)
-        if not p.exists():
+        if not p.is_file():
             raise ConfigError(f"config file {p} not found")
-        text = p.read_text()
         try:
-            if p.suffix in (".yaml", ".yml"):
-                import yaml
-
-                data = yaml.safe_load(text) or {}
-            else:
-                data = json.loads(text)
-        except Exception as e:
-            raise ConfigError(f"config file {p} could not be parsed: {e}") from e
-        _apply(cfg, data)
-    for ov in overrides or []:
-        if "=" not in ov:
-            raise ConfigError(f"override {ov!r} must look like key.sub=value")
-        k, v = ov.split("=", 1)
-        parts = k.strip().split(".")
+            data = yaml.safe_load(p.read_text()) if p.suffix in (".yaml", ".yml") else json.loads(p.read_text())
+        except (yaml.YAMLError, ValueError) as e:
+            raise ConfigError(f"config file {p} could not be parsed: {str(e).splitlines()[0]}") from None
+        _apply(cfg, data or {})
+    for override in overrides or []:
+        if "=" not in override:
+            raise ConfigError(f"override {override!r} must look like key.sub=value")
+        key, raw = override.split("=", 1)
+        parts = key.strip().split(".")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
         node: dict = {}
         cur = node
         for part in parts[:-1]:
-            cur[part] = {}
-            cur = cur[part]
-        try:
-            import yaml
-
-            val = yaml.safe_load(v) if v.strip() else v
-        except Exception:
-            val = v
-        cur[parts[-1]] = val
+            cur = cur.setdefault(part, {})
+        cur[parts[-1]] = value
         _apply(cfg, node)
     return cfg.validate()
 
 
+def resolve_output_dir(output_dir: str) -> Path:
+    """The absolute run folder. A relative path under ``ray job submit --working-dir`` would land in Ray's temporary
+    copy of the working dir, which ``ray stop`` deletes: refuse it there."""
+    p = Path(output_dir).expanduser()
+    if not p.is_absolute() and "runtime_resources" in os.getcwd():
+        raise ConfigError(
+            f"output_dir {output_dir!r} is relative, and this job runs in Ray's temporary working directory "
+            f"({os.getcwd()}); give an absolute path on storage every node can read"
+        )
+    return p.resolve()
+
+
 def flatten(d: dict, prefix: str = "") -> dict:
+    """Nested dict -> ``{"a.b": value}``."""
     out = {}
     for k, v in d.items():
         if isinstance(v, dict):

@@ -1,10 +1,10 @@
 """Elastic pool of rollout workers.
 
-Work is handed out one prompt group per task to the least-loaded live
-worker.  A worker that dies (or is removed) mid-task has its task re-queued
-on another worker; the pool refills itself to ``min_workers``.  ``scale_to``
-adds or removes workers between steps; new workers receive the latest
-weights before they take work.
+Work is handed out one prompt group per task to the least-loaded live worker. A worker that dies mid-task has its
+task re-queued on another worker and the pool refills itself to ``min_workers``. ``scale_to`` adds or removes
+workers between steps; new workers receive the latest weights before they take work. A worker that Ray cannot place
+(or that does not become ready) within ``placement_timeout_s`` is dropped from the request and reported; the pool
+goes on with the workers it has.
 """
 
 from __future__ import annotations
@@ -15,12 +15,18 @@ import time
 from dataclasses import dataclass, field
 
 import ray
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError, RayActorError
 
+from actors.records import RolloutRequest
 from actors.rollout import RolloutWorker
+from actors.settings import RolloutSettings
 
 log = logging.getLogger(__name__)
-_DEAD = (RayActorError, ActorDiedError, ActorUnavailableError)
+DEAD = (RayActorError, ActorDiedError, ActorUnavailableError)
+
+
+class NoRolloutWorkers(RuntimeError):
+    """Not a single rollout worker could be started."""
 
 
 @dataclass
@@ -33,63 +39,105 @@ class _Worker:
 
 @dataclass
 class GroupResult:
+    """One generated prompt group: a small summary and the group itself left in the object store."""
+
     index: int
+    """Position of the prompt in the step's batch."""
     summary: dict
-    trajectories: ray.ObjectRef  # list[dict] of the group, left in the object store
+    """Worker id, seconds, response tokens, truncated responses."""
+    group: ray.ObjectRef
+    """ObjectRef of the :class:`actors.records.PromptGroup`."""
+
+
+@dataclass
+class ScaleResult:
+    """What a scale request achieved."""
+
+    requested: int
+    """Workers asked for."""
+    target: int
+    """After the min/max cap."""
+    workers: int
+    """Workers live afterwards."""
+    unplaced: int = 0
+    """Workers that could not be placed or started in time and were dropped."""
+
+    @property
+    def note(self) -> str:
+        parts = []
+        if self.target != self.requested:
+            parts.append(f"capped from {self.requested} to {self.target} (rollout.min/max_workers)")
+        if self.unplaced:
+            parts.append(f"{self.unplaced} worker(s) could not be placed within the timeout and were dropped")
+        return "; ".join(parts)
 
 
 @dataclass
 class RolloutPool:
     model_path: str
-    cfg: dict
-    num_cpus: float = 0.5
-    num_gpus: float = 0.0
-    min_workers: int = 1
-    max_workers: int = 8
-    max_task_retries: int = 3
+    settings: RolloutSettings
+    dtype: str
     seed: int = 0
     workers: dict = field(default_factory=dict)
     weights_ref: object = None
     version: int = 0
-    _ids: object = field(default_factory=lambda: itertools.count())
     events: list = field(default_factory=list)
+    _ids: object = field(default_factory=itertools.count)
 
-    # -- membership ---------------------------------------------------------------
+    # -- membership -----------------------------------------------------------------------------------------------
     def _spawn(self) -> _Worker:
         n = next(self._ids)
         wid = f"rollout-{n}"
-        h = RolloutWorker.options(num_cpus=self.num_cpus, num_gpus=self.num_gpus, name=None).remote(
-            wid, self.model_path, self.cfg, seed=self.seed + 1000 * n
+        handle = RolloutWorker.options(num_cpus=self.settings.num_cpus, num_gpus=self.settings.num_gpus).remote(
+            wid, self.model_path, self.settings, self.dtype, seed=self.seed + 1000 * n
         )
-        return _Worker(wid, h)
+        return _Worker(wid, handle)
 
-    def add_workers(self, k: int) -> list[str]:
-        k = min(k, self.max_workers - len(self.workers))
+    def add_workers(self, k: int) -> tuple[list[str], int]:
+        """Start ``k`` workers (with the current weights). Returns (ids added, workers dropped as unplaceable)."""
         new = [self._spawn() for _ in range(max(0, k))]
-        ready = [w.handle.ready.remote() for w in new]
-        syncs = []
+        calls = {w.handle.ready.remote(): w for w in new}
         if self.weights_ref is not None:
-            syncs = [w.handle.update_weights.remote(self.weights_ref, self.version) for w in new]
-        ray.get(ready + syncs)
+            calls.update({w.handle.update_weights.remote(self.weights_ref, self.version): w for w in new})
+        done, pending = ray.wait(list(calls), num_returns=len(calls), timeout=self.settings.placement_timeout_s)
+        failed = {calls[r].wid for r in pending}
+        for ref in done:
+            try:
+                ray.get(ref)
+            except DEAD as e:
+                log.warning("rollout worker %s failed to start: %s", calls[ref].wid, str(e).splitlines()[0])
+                failed.add(calls[ref].wid)
+        added = []
         for w in new:
-            self.workers[w.wid] = w
-            self.events.append(("add", w.wid, time.time()))
-        return [w.wid for w in new]
+            if w.wid in failed:
+                ray.kill(w.handle, no_restart=True)
+                self.events.append(("unplaced", w.wid, time.time()))
+            else:
+                self.workers[w.wid] = w
+                self.events.append(("add", w.wid, time.time()))
+                added.append(w.wid)
+        if failed:
+            log.warning(
+                "%d rollout worker(s) could not be placed or started within %.0f s and were dropped; "
+                "training goes on with %d", len(failed), self.settings.placement_timeout_s, len(self.workers)
+            )
+        return added, len(failed)
 
     def remove_workers(self, k: int) -> list[str]:
-        k = min(k, len(self.workers) - self.min_workers)
+        k = min(k, len(self.workers) - self.settings.min_workers)
         victims = sorted(self.workers.values(), key=lambda w: (w.inflight, -w.tasks))[: max(0, k)]
         for w in victims:
             self._drop(w.wid, kill=True, why="remove")
         return [w.wid for w in victims]
 
-    def scale_to(self, n: int) -> int:
-        n = max(self.min_workers, min(self.max_workers, int(n)))
-        if n > len(self.workers):
-            self.add_workers(n - len(self.workers))
-        elif n < len(self.workers):
-            self.remove_workers(len(self.workers) - n)
-        return len(self.workers)
+    def scale_to(self, n: int) -> ScaleResult:
+        target = max(self.settings.min_workers, min(self.settings.max_workers, int(n)))
+        unplaced = 0
+        if target > len(self.workers):
+            _, unplaced = self.add_workers(target - len(self.workers))
+        elif target < len(self.workers):
+            self.remove_workers(len(self.workers) - target)
+        return ScaleResult(int(n), target, len(self.workers), unplaced)
 
     def _drop(self, wid: str, kill: bool, why: str) -> None:
         w = self.workers.pop(wid, None)
@@ -105,64 +153,75 @@ class RolloutPool:
     def size(self) -> int:
         return len(self.workers)
 
-    # -- weights ------------------------------------------------------------------
+    def _refill(self) -> None:
+        if len(self.workers) < self.settings.min_workers:
+            self.add_workers(self.settings.min_workers - len(self.workers))
+        if not self.workers:
+            raise NoRolloutWorkers("no rollout worker could be started (see the warnings above)")
+
+    # -- weights --------------------------------------------------------------------------------------------------
     def sync_weights(self, weights_ref, version: int) -> None:
-        """Push a state dict (an ObjectRef from the learner) to every worker."""
+        """Push a state dict (an ObjectRef from learner rank 0) to every worker; replace workers that die."""
         self.weights_ref, self.version = weights_ref, version
         pending = {w.handle.update_weights.remote(weights_ref, version): w.wid for w in list(self.workers.values())}
         for ref, wid in pending.items():
             try:
                 ray.get(ref)
-            except _DEAD:
+            except DEAD:
                 log.warning("rollout worker %s died during weight sync; replacing it", wid)
                 self._drop(wid, kill=False, why="died")
         self._refill()
 
-    def _refill(self) -> None:
-        if len(self.workers) < self.min_workers:
-            self.add_workers(self.min_workers - len(self.workers))
+    # -- generation -----------------------------------------------------------------------------------------------
+    def generate(self, requests: list[RolloutRequest], n: int, sampling: dict | None = None) -> list[GroupResult]:
+        """``n`` responses for each request; one :class:`GroupResult` per request, in order.
 
-    # -- generation ---------------------------------------------------------------
-    def generate(self, groups: list[list[dict]], n: int) -> list[GroupResult]:
-        """Generate ``n`` samples for each request group; returns one
-        :class:`GroupResult` per group, in order."""
+        Requests go out in chunks (several prompts per engine call, so vLLM batches them), about two chunks per
+        worker; each prompt group comes back as its own object."""
         self._refill()
-        queue = list(range(len(groups)))
-        attempts = {i: 0 for i in queue}
-        running: dict = {}  # summary ref -> (index, worker id, trajectories ref)
+        per_task = max(1, -(-len(requests) // (2 * max(1, len(self.workers)))))
+        queue = [list(range(i, min(i + per_task, len(requests)))) for i in range(0, len(requests), per_task)]
+        attempts: dict[int, int] = {}
+        running: dict = {}  # summary ref -> (chunk, worker id, group refs)
         results: dict[int, GroupResult] = {}
         while queue or running:
             while queue and self.workers:
                 w = min(self.workers.values(), key=lambda x: x.inflight)
-                if w.inflight >= 2 and len(running) >= 2 * len(self.workers):
+                if w.inflight >= 2:
                     break
-                i = queue.pop(0)
-                summ, trajs = w.handle.generate.remote(groups[i], n)
+                chunk = queue.pop(0)
+                refs = w.handle.generate.options(num_returns=len(chunk) + 1).remote(
+                    [requests[i] for i in chunk], n, sampling
+                )
                 w.inflight += 1
                 w.tasks += 1
-                running[summ] = (i, w.wid, trajs)
+                running[refs[0]] = (chunk, w.wid, refs[1:])
             if not running:
                 self._refill()
                 continue
-            done, _ = ray.wait(list(running), num_returns=1, timeout=None)
+            done, _ = ray.wait(list(running), num_returns=1, timeout=5.0)
             for ref in done:
-                i, wid, trajs = running.pop(ref)
+                chunk, wid, group_refs = running.pop(ref)
                 if wid in self.workers:
                     self.workers[wid].inflight -= 1
                 try:
                     summary = ray.get(ref)
-                except _DEAD:
-                    log.warning("rollout worker %s died; re-queueing group %d", wid, i)
+                except DEAD:
+                    log.warning("rollout worker %s died; re-queueing prompt groups %s", wid, chunk)
                     self._drop(wid, kill=False, why="died")
-                    attempts[i] += 1
-                    if attempts[i] > self.max_task_retries:
-                        raise RuntimeError(f"group {i} failed on {attempts[i]} rollout workers") from None
-                    queue.insert(0, i)
+                    tries = attempts[chunk[0]] = attempts.get(chunk[0], 0) + 1
+                    if tries > self.settings.max_task_retries:
+                        raise RuntimeError(f"prompt groups {chunk} failed on {tries} rollout workers") from None
+                    queue.insert(0, chunk)
                     self._refill()
                     continue
-                results[i] = GroupResult(i, summary, trajs)
-        return [results[i] for i in range(len(groups))]
+                for i, group in zip(chunk, group_refs):
+                    results[i] = GroupResult(i, summary, group)
+        return [results[i] for i in range(len(requests))]
 
     def shutdown(self) -> None:
         for wid in list(self.workers):
             self._drop(wid, kill=True, why="shutdown")
+
+
+__all__ = ["DEAD", "GetTimeoutError", "GroupResult", "NoRolloutWorkers", "RolloutPool", "ScaleResult"]

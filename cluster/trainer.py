@@ -1,14 +1,15 @@
 """The GRPO driver: owns the actor pools and runs steps.
 
-One step::
+One step, as named timed phases::
 
-    prompts --> RolloutPool (elastic) --ObjectRef--> RewardWorkers --> rewards --> group advantages
-                                   \\--ObjectRef--> ReferencePolicy --> ref log-probs (ObjectRefs)
-    LearnerWorkers (ZeRO-3) <-- ObjectRefs of trajectories + ref log-probs + advantages
-    LearnerWorkers --gathered state dict (ObjectRef)--> RolloutWorkers  (weight sync)
+    generate        prompts --> RolloutPool (elastic) --> PromptGroup ObjectRefs
+    score           ObjectRefs --> RewardWorkers (rewards) and ReferencePolicy (reference log-probs)
+    old_logprobs    LearnerGroup.prepare: ranks fetch their groups, compute old log-probs and engine agreement
+    advantages      group-relative advantages from the rewards (minus sequence KL when KL is in the reward)
+    update          LearnerGroup.update: mini-batch optimizer steps on every rank
+    weight_sync     rank 0's gathered state dict --> object store --> every rollout engine
 
-Trajectories (token ids, pixel tensors) never pass through the driver: it
-holds only ObjectRefs and the small reward dicts.
+Trajectories never pass through the driver: it holds ObjectRefs and the small reward records.
 """
 
 from __future__ import annotations
@@ -17,91 +18,196 @@ import json
 import logging
 import os
 import random
-import sys
+import signal
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import ray
+import torch
 
-from cluster.config import TrainConfig, flatten
+from actors import grpo
+from actors.learner import BatchPlan, LearnerGroup, PrepareInfo, ReferencePolicy
+from actors.model import TinyModelSpec, build_tiny_model, check_model_dir
+from actors.records import RolloutRequest, TaskSample, UpdateStats
+from actors.reward_worker import RewardWorker
+from actors.settings import resolve_dtype
+from actors.warmstart import sft_warm_start
+from cluster import control as control_mod
+from cluster.checkpoints import CheckpointError, CheckpointStore, atomic_write, read_state
+from cluster.config import ConfigError, TrainConfig, flatten, resolve_output_dir
+from cluster.plots import plot_run
+from cluster.pool import GroupResult, RolloutPool
+from cluster.tracking import Tracker, default_uri
+from datagen.stvqa import DatasetError, build_dataset, load_stvqa, task_fields
+from rewards.prompt import PromptBuilder
+from rewards.spatial import RewardBreakdown
 
 log = logging.getLogger("spatialthinker")
 REPO_ROOT = str(Path(__file__).resolve().parents[1])
+COMPONENTS = ("total", "format", "count", "accuracy", "spatial")
 
 
 class ResumeError(RuntimeError):
-    pass
+    """A run folder or checkpoint that cannot be resumed; the message says what to do."""
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+# -- small helpers: timing and metrics ------------------------------------------------------------------------------
+@contextmanager
+def timed(timings: dict, name: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = time.perf_counter() - start
 
 
-def prepare_model(cfg: TrainConfig, dataset_path: str) -> str:
-    """The policy checkpoint: ``model.path``, or the tiny model built (and
-    format-warm-started) once under the output dir."""
-    from actors.model import TinyModelSpec, build_tiny_model, check_model_dir
+def reward_metrics(prefix: str, rewards: list[RewardBreakdown]) -> dict:
+    n = max(len(rewards), 1)
+    out = {f"{prefix}/{k}": sum(getattr(r, k) for r in rewards) / n for k in COMPONENTS}
+    out[f"{prefix}/errors"] = sum(1 for r in rewards if r.error and r.format == 0 and "sample" in r.error)
+    return out
 
+
+def update_metrics(stats: list[UpdateStats]) -> dict:
+    keys = ("loss", "pg_loss", "kl", "clip_frac_high", "clip_frac_low", "dual_clip_frac", "ratio_mean", "grad_norm")
+    out = {f"train/{k}": sum(getattr(s, k) for s in stats) / len(stats) for k in keys}
+    out["train/ratio_max"] = max(s.ratio_max for s in stats)
+    out["train/lr"] = stats[0].lr
+    out["train/optimizer_steps"] = stats[0].optimizer_steps
+    return out
+
+
+def rollout_metrics(results: list[GroupResult], prep: PrepareInfo, pool_size: int, group_size: int) -> dict:
+    summaries = {id(r.summary): r.summary for r in results}.values()  # a chunk's summary is shared by its groups
+    responses = len(results) * group_size
+    return {
+        "rollout/response_tokens_mean": sum(s["response_tokens"] for s in summaries) / responses,
+        "rollout/truncated_frac": sum(s["truncated"] for s in summaries) / responses,
+        "rollout/workers": pool_size,
+        "rollout/logprob_diff_mean": prep.logprob_diff_sum / prep.logprob_diff_tokens
+        if prep.logprob_diff_tokens else float("nan"),
+        "rollout/logprob_diff_max": prep.logprob_diff_max if prep.logprob_diff_tokens else float("nan"),
+    }
+
+
+def advantage_metrics(advantages: torch.Tensor) -> dict:
+    spread = (advantages.abs().sum(1) > 0).float()
+    return {"algo/groups_with_signal": float(spread.mean()), "algo/advantage_abs_mean": float(advantages.abs().mean())}
+
+
+def step_metrics(timings: dict) -> dict:
+    return {f"time/{k}": v for k, v in timings.items()}
+
+
+# -- data -----------------------------------------------------------------------------------------------------------
+class PromptStream:
+    """Training rows in a seeded order per epoch; a row that cannot be used is skipped and reported by id."""
+
+    def __init__(self, dataset, seed: int, shuffle: bool, prompts: PromptBuilder):
+        self.dataset, self.seed, self.shuffle, self.prompts = dataset, seed, shuffle, prompts
+        self.epoch, self.pos, self.skipped = 0, 0, []
+        self._order: list[int] = []
+
+    def order(self) -> list[int]:
+        if len(self._order) != len(self.dataset):
+            self._order = list(range(len(self.dataset)))
+            if self.shuffle:
+                random.Random(self.seed * 100003 + self.epoch).shuffle(self._order)
+        return self._order
+
+    def take(self, k: int, step: int) -> list[RolloutRequest]:
+        requests: list[RolloutRequest] = []
+        bad_in_a_row = 0
+        while len(requests) < k:
+            if self.pos >= len(self.dataset):
+                self.epoch, self.pos, self._order = self.epoch + 1, 0, []
+            index = self.order()[self.pos]
+            self.pos += 1
+            try:
+                fields = task_fields(self.dataset[index])
+                seed = (self.seed * 1_000_003 + step * 10_007 + len(requests)) % 2**31
+                requests.append(make_request(fields, f"s{step}", len(requests), self.prompts, seed))
+                bad_in_a_row = 0
+            except DatasetError as e:
+                log.warning("skipping training row %d: %s", index, e)
+                self.skipped.append(str(e))
+                bad_in_a_row += 1
+                if bad_in_a_row >= len(self.dataset):
+                    raise DatasetError("no usable row in the training split") from None
+        return requests
+
+
+def make_request(fields: dict, prefix: str, index: int, prompts: PromptBuilder, seed: int | None = None):
+    """A rollout request for one task row (:func:`datagen.stvqa.task_fields`)."""
+    sample = TaskSample(str(fields["id"]), fields["ground_truth"], tuple(fields["image_size"]), fields["category"])
+    return RolloutRequest(
+        uid=f"{prefix}-{fields['id']}",
+        index=index,
+        messages=prompts.messages(fields["question"], fields["options"], fields["image_size"]),
+        images=[prompts.image(fields["image"])],
+        sample=sample,
+        seed=seed,
+    )
+
+
+def prepare_dataset(cfg: TrainConfig, out: Path) -> str:
+    """``data.dataset``, or the STVQA dataset synthesised once under the run folder."""
+    if cfg.data.dataset:
+        return cfg.data.dataset
+    target = out / "data" / "stvqa"
+    if (target / "dataset_dict.json").exists():
+        return str(target)
+    build_dataset(
+        target, vg_root=cfg.data.vg_root, synthetic_images=cfg.data.synthetic_images,
+        synthetic_root=out / "data" / "vg_synthetic", seed=cfg.seed, relation_fraction=cfg.data.relation_fraction,
+    )
+    return str(target)
+
+
+def prepare_model(cfg: TrainConfig, out: Path, train_rows, prompts: PromptBuilder) -> str:
+    """``model.path``, or the tiny model built and format-warm-started once under the run folder."""
     if cfg.model.path:
-        return str(check_model_dir(cfg.model.path).resolve())
-    out = Path(cfg.output_dir) / "tiny_model"
-    done = out / "warm_start.json"
+        return str(check_model_dir(cfg.model.path))
+    target = out / "tiny_model"
+    done = target / "warm_start.json"
     if done.exists():
-        return str(out)
+        return str(target)
     spec = TinyModelSpec(hidden_size=cfg.model.tiny_hidden_size, num_layers=cfg.model.tiny_layers, seed=cfg.seed)
-    path = build_tiny_model(out, spec)
-    from actors.warmstart import sft_warm_start
-    from datagen.build import load_stvqa
-
-    info = sft_warm_start(path, load_stvqa(dataset_path, cfg.data.split), steps=cfg.model.warm_start_steps, lr=cfg.model.warm_start_lr, seed=cfg.seed)
-    _atomic_write(done, json.dumps(info))
-    print(f"[spatialthinker] built tiny model in {path} (warm start: {info})", flush=True)
+    path = build_tiny_model(target, spec)
+    samples = []
+    for i in range(len(train_rows)):
+        try:
+            samples.append(task_fields(train_rows[i]))
+        except DatasetError as e:
+            log.warning("warm start skips row %d: %s", i, e)
+    m = cfg.model
+    info = sft_warm_start(
+        path, samples, prompts, steps=m.warm_start_steps, lr=m.warm_start_lr, batch_size=m.warm_start_batch_size,
+        seed=cfg.seed,
+    )
+    atomic_write(done, json.dumps(info))
+    log.info("built the tiny model in %s (warm start: %s)", path, info)
     return path
 
 
-def prepare_dataset(cfg: TrainConfig) -> str:
-    from datagen.build import build_from_vg
-
-    if cfg.data.dataset:
-        p = Path(cfg.data.dataset)
-        if not p.exists():
-            raise FileNotFoundError(f"data.dataset {p} does not exist; build one with scripts/make_dataset.py")
-        return str(p.resolve())
-    out = Path(cfg.output_dir) / "data" / "stvqa"
-    if (out / "dataset_dict.json").exists():
-        return str(out)
-    if cfg.data.vg_root:
-        root = Path(cfg.data.vg_root)
-    else:
-        from datagen.synthetic import generate_vg_scenes
-
-        root = Path(cfg.output_dir) / "data" / "vg_synthetic"
-        if not (root / "image_data.json").exists():
-            generate_vg_scenes(root, cfg.data.synthetic_images, seed=cfg.seed)
-    build_from_vg(
-        root, out, seed=cfg.seed, max_per_image=cfg.data.max_questions_per_image,
-        max_scene_objects=cfg.data.max_scene_objects, overwrite=True,
-    )
-    return str(out)
-
-
 def init_ray(cfg: TrainConfig) -> bool:
-    """Connect to a cluster (config, or RAY_ADDRESS as set by ``ray job
-    submit``) or start a local one.  Returns True if we started it."""
+    """Join the configured cluster (``ray_address``, or RAY_ADDRESS as ``ray job submit`` sets it) or start a NEW local
+    instance, even when a ``ray start`` cluster runs on this machine (join that one with ``ray_address=auto``).
+    Returns True when this process started Ray."""
     if ray.is_initialized():
         return False
-    addr = cfg.ray_address or os.environ.get("RAY_ADDRESS")
-    if addr:
-        ray.init(address=addr, namespace=cfg.namespace, log_to_driver=True)
+    address = cfg.ray_address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, namespace=cfg.namespace, log_to_driver=True)
         return False
-    pp = os.pathsep.join([REPO_ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    pythonpath = os.pathsep.join([REPO_ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
     ray.init(
+        address="local",
         num_cpus=cfg.ray_num_cpus or max(4, os.cpu_count() or 1),
         namespace=cfg.namespace,
         include_dashboard=False,
-        runtime_env={"env_vars": {"PYTHONPATH": pp, "TOKENIZERS_PARALLELISM": "false"}},
+        runtime_env={"env_vars": {"PYTHONPATH": pythonpath, "TOKENIZERS_PARALLELISM": "false"}},
     )
     return True
 
@@ -109,269 +215,357 @@ def init_ray(cfg: TrainConfig) -> bool:
 class GRPOTrainer:
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg.validate()
-        self.out = Path(cfg.output_dir).resolve()
-        self.ckpt_root = self.out / "checkpoints"
-        self.step = 0
-        self.epoch = 0
-        self.pos = 0
-        self.version = 0
+        self.out = resolve_output_dir(cfg.output_dir)
+        self.checkpoints = CheckpointStore(self.out / "checkpoints")
+        self.step = self.version = 0
         self.started_ray = False
-        self.pool = None
-        self.learners: list = []
-        self.tracker = None
-        self._order: list[int] = []
+        self.pool = self.learners = self.tracker = self.reference = None
+        self.reward_workers: list = []
+        self.stop_signal: str | None = None
+        self.val_history: dict = {}
+        self.last_logged = 0
 
-    # -- setup ----------------------------------------------------------------------
+    # -- setup ------------------------------------------------------------------------------------------------------
     def setup(self) -> None:
         cfg = self.cfg
         cfg.output_dir = str(self.out)
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.run_name = cfg.run_name or self.out.name
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            probe = self.out / ".write_test"
+            probe.write_text("ok")
+            probe.unlink()
+            self.checkpoints.root.mkdir(exist_ok=True)
+        except OSError as e:
+            raise ResumeError(f"output_dir {self.out} is not writable: {e.strerror}") from None
         resume = self._find_resume()
-        state = self._read_state(resume) if resume else None
-        self.dataset_path = prepare_dataset(cfg)
-        self.model_path = state["model_path"] if state else prepare_model(cfg, self.dataset_path)
-        from datagen.build import load_stvqa
-
-        self.dataset = load_stvqa(self.dataset_path, cfg.data.split)
-        if len(self.dataset) < cfg.algo.prompts_per_step:
-            raise ValueError(f"dataset split has {len(self.dataset)} rows, fewer than algo.prompts_per_step={cfg.algo.prompts_per_step}")
+        state = resume[1] if resume else None
+        self.prompts = PromptBuilder(cfg.prompt)
+        self.dataset_path = state["dataset"] if state else prepare_dataset(cfg, self.out)
+        train_rows = load_stvqa(self.dataset_path, cfg.data.train_split)
+        self.val_rows = load_stvqa(self.dataset_path, cfg.data.val_split) if self._validating() else None
+        if len(train_rows) < cfg.algo.prompts_per_step:
+            raise DatasetError(
+                f"{self.dataset_path} split {cfg.data.train_split!r} has {len(train_rows)} rows, fewer than "
+                f"algo.prompts_per_step={cfg.algo.prompts_per_step}"
+            )
+        self.model_path = state["model_path"] if state else prepare_model(cfg, self.out, train_rows, self.prompts)
+        self.stream = PromptStream(train_rows, cfg.seed, cfg.data.shuffle, self.prompts)
+        self.device = "cuda" if cfg.learner.num_gpus > 0 else "cpu"
+        self.dtype = resolve_dtype(cfg.model.dtype, self.device)
+        self.run_id = state["run_id"] if state else control_mod.new_run_id(self.out)
         self.started_ray = init_ray(cfg)
-        self._start_actors()
-        from cluster.tracking import Tracker, default_uri
-
         self.tracker = Tracker(
-            cfg.mlflow_tracking_uri or default_uri(str(self.out)), cfg.experiment_name, self.run_name,
-            run_id=state.get("mlflow_run_id") if state else None,
+            cfg.mlflow_tracking_uri or default_uri(self.out), cfg.experiment_name, cfg.run_name or self.out.name,
+            self.out / "mlflow_buffer.jsonl", run_id=state.get("mlflow_run_id") if state else None,
         )
-        self.tracker.log_params(flatten(cfg.to_dict()))
-        self.tracker.set_tags({"model_path": self.model_path, "dataset": self.dataset_path, "ray_address": ray.get_runtime_context().gcs_address})
-        if state:
-            self._restore(resume, state)
-        _atomic_write(self.out / "config.json", json.dumps(cfg.to_dict(), indent=2))
+        self._record_config(state)
+        self._start_actors()
+        control_mod.write_run_file(self.out, self.run_id, cfg.namespace, ray.get_runtime_context().gcs_address)
+        if resume:
+            self._restore(*resume)
+
+    def _validating(self) -> bool:
+        return self.cfg.eval.val_before_train or self.cfg.eval.val_every > 0
+
+    def _record_config(self, state: dict | None) -> None:
+        cfg, config_file = self.cfg, self.out / "config.json"
+        now = flatten(cfg.to_dict())
+        if state and config_file.exists():
+            before = flatten(json.loads(config_file.read_text()))
+            changed = {k: (before.get(k), v) for k, v in now.items() if before.get(k) != v and k != "resume"}
+            if changed:
+                log.warning("settings changed on resume: %s", ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items()))
+                with open(self.out / "config_changes.jsonl", "a") as fh:
+                    fh.write(json.dumps({"resumed_at_step": state["step"], "time": time.time(), "changed": changed}) + "\n")
+                self.tracker.set_tags({f"resume_change.step_{state['step']}.{k}": f"{a!r} -> {b!r}"[:250]
+                                       for k, (a, b) in changed.items()})
+        self.tracker.log_params(now)
+        self.tracker.set_tags({"model_path": getattr(self, "model_path", ""), "dataset": self.dataset_path,
+                               "run_id": self.run_id, "output_dir": str(self.out)})
+        atomic_write(config_file, json.dumps(cfg.to_dict(), indent=2))
 
     def _start_actors(self) -> None:
-        from actors.learner import LearnerWorker, ReferencePolicy
-        from actors.reward_worker import RewardWorker
-        from cluster.control import TrainingControl, control_name
-        from cluster.pool import RolloutPool
-
         cfg = self.cfg
-        r, lc, rf = cfg.rollout, cfg.learner, cfg.reference
-        self.control = TrainingControl.options(name=control_name(self.run_name), get_if_exists=True).remote(r.num_workers)
-        ray.get(self.control.set_rollout_workers.remote(r.num_workers))
+        r = cfg.rollout
+        self.control = control_mod.TrainingControl.options(
+            name=control_mod.control_name(self.run_id), namespace=cfg.namespace, lifetime=None
+        ).remote(self.run_id, r.num_workers, r.min_workers, r.max_workers)
         self.reward_workers = [
-            RewardWorker.options(num_cpus=cfg.reward.num_cpus).remote(cfg.reward.reward_kwargs()) for _ in range(cfg.reward.num_workers)
+            RewardWorker.options(num_cpus=cfg.reward_workers.num_cpus).remote(cfg.reward)
+            for _ in range(cfg.reward_workers.num_workers)
         ]
-        self.reference = None
         if cfg.algo.kl_beta > 0:
-            self.reference = ReferencePolicy.options(num_cpus=rf.num_cpus, num_gpus=rf.num_gpus).remote(
-                self.model_path,
-                {"device": rf.device, "torch_threads": rf.torch_threads, "micro_batch_size": rf.micro_batch_size, "temperature": r.temperature},
-            )
-        lcfg = dict(vars(lc), temperature=r.temperature)
-        loss_cfg = {"clip_eps": cfg.algo.clip_eps, "clip_eps_high": cfg.algo.clip_eps_high, "kl_beta": cfg.algo.kl_beta, "token_mean": cfg.algo.token_mean}
-        self.learners = [
-            LearnerWorker.options(num_cpus=lc.num_cpus, num_gpus=lc.num_gpus).remote(k, lc.num_workers, self.model_path, lcfg, loss_cfg, cfg.seed)
-            for k in range(lc.num_workers)
-        ]
-        master = ray.get(self.learners[0].master_address.remote())
-        self.samples_per_rank = cfg.samples_per_step // lc.num_workers
-        self.learner_info = ray.get([l.init.remote(master, self.samples_per_rank) for l in self.learners])
-        self.pool = RolloutPool(
-            model_path=self.model_path, cfg=vars(r), num_cpus=r.num_cpus, num_gpus=r.num_gpus,
-            min_workers=r.min_workers, max_workers=r.max_workers, max_task_retries=r.max_task_retries, seed=cfg.seed,
+            self.reference = ReferencePolicy.options(
+                num_cpus=cfg.reference.num_cpus, num_gpus=cfg.reference.num_gpus
+            ).remote(self.model_path, cfg.reference, self.dtype, r.temperature)
+        plan = BatchPlan(cfg.algo.prompts_per_step, cfg.algo.prompts_per_update, r.group_size, cfg.algo.ppo_epochs)
+        self.learners = LearnerGroup(
+            self.model_path, cfg.learner, cfg.algo.loss_settings(), plan, self.dtype, r.temperature, cfg.seed
         )
-        self.pool.add_workers(r.num_workers)
+        self.pool = RolloutPool(self.model_path, r, self.dtype, seed=cfg.seed)
+        _, unplaced = self.pool.add_workers(r.num_workers)
+        if not self.pool.size():
+            raise RuntimeError(f"none of the {r.num_workers} rollout worker(s) could be started")
         ray.get([w.ready.remote() for w in self.reward_workers] + ([self.reference.ready.remote()] if self.reference else []))
 
-    # -- checkpoints ----------------------------------------------------------------
-    def _find_resume(self) -> Path | None:
+    # -- checkpoints ------------------------------------------------------------------------------------------------
+    def _find_resume(self) -> tuple[Path, dict] | None:
         res = self.cfg.resume
         if res == "never":
-            if (self.ckpt_root / "latest").exists():
-                raise ResumeError(
-                    f"{self.out} already holds checkpoints; use resume=auto to continue it or choose another output_dir"
-                )
+            if self.checkpoints.has_any():
+                raise ResumeError(f"{self.out} already holds checkpoints; use resume=auto to continue it or choose "
+                                  "another output_dir")
             return None
         if res == "auto":
-            latest = self.ckpt_root / "latest"
-            if not latest.exists():
-                return None
-            return self.ckpt_root / latest.read_text().strip()
-        return Path(res).resolve()
+            found = self.checkpoints.newest_complete()
+            if found is None and self.checkpoints.has_any():
+                log.warning("no complete checkpoint in %s; starting from the beginning", self.checkpoints.root)
+            return self._check_world(found) if found else None
+        ckpt = Path(res).resolve()
+        try:
+            return self._check_world((ckpt, read_state(ckpt)))
+        except CheckpointError as e:
+            raise ResumeError(str(e)) from None
 
-    def _read_state(self, ckpt: Path) -> dict:
-        f = ckpt / "trainer_state.json"
-        if not f.exists():
-            raise ResumeError(f"{ckpt} is not a complete checkpoint (no trainer_state.json)")
-        state = json.loads(f.read_text())
+    def _check_world(self, found: tuple[Path, dict]) -> tuple[Path, dict]:
+        ckpt, state = found
         if state.get("learner_world_size") != self.cfg.learner.num_workers:
             raise ResumeError(
-                f"checkpoint {ckpt} was written by {state.get('learner_world_size')} learner ranks; "
-                f"set learner.num_workers={state.get('learner_world_size')} to resume it"
+                f"checkpoint {ckpt} was written by {state.get('learner_world_size')} learner ranks; set "
+                f"learner.num_workers={state.get('learner_world_size')} to resume it"
             )
-        return state
+        return found
 
     def _restore(self, ckpt: Path, state: dict) -> None:
-        ray.get([l.load_checkpoint.remote(str(ckpt.parent), ckpt.name) for l in self.learners])
-        self.step, self.epoch, self.pos, self.version = state["step"], state["epoch"], state["pos"], state["version"]
+        self.learners.load_checkpoint(str(ckpt.parent), ckpt.name)
+        self.step, self.version = state["step"], state["version"]
+        self.stream.epoch, self.stream.pos = state["epoch"], state["pos"]
+        self.val_history = state.get("val_history", {})
+        random.setstate(_tuple_state(state["python_rng"]))
+        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        self.last_logged = max(self.tracker.last_logged_step("reward/total"), _last_jsonl_step(self.out))
+        if self.last_logged > self.step:
+            log.warning("steps %d-%d are redone after this resume; their first metrics stay logged, once",
+                        self.step + 1, self.last_logged)
+        if self.tracker.status() == "RUNNING":
+            self.tracker.set_tags({f"interrupted_after_step_{self.last_logged}": "driver ended without closing the run"})
         self._sync_weights()
         log.info("resumed from %s at step %d", ckpt, self.step)
-        print(f"[spatialthinker] resumed from {ckpt} at step {self.step}", flush=True)
 
     def save_checkpoint(self) -> Path:
-        tag = f"step_{self.step}"
-        ray.get([l.save_checkpoint.remote(str(self.ckpt_root), tag) for l in self.learners])
         state = {
-            "step": self.step, "epoch": self.epoch, "pos": self.pos, "version": self.version,
-            "mlflow_run_id": self.tracker.run_id if self.tracker else None, "model_path": self.model_path,
-            "dataset_path": self.dataset_path, "learner_world_size": self.cfg.learner.num_workers, "time": time.time(),
+            "step": self.step, "version": self.version, "epoch": self.stream.epoch, "pos": self.stream.pos,
+            "run_id": self.run_id, "mlflow_run_id": self.tracker.run_id, "model_path": self.model_path,
+            "dataset": self.dataset_path, "learner_world_size": self.cfg.learner.num_workers,
+            "val_history": self.val_history, "python_rng": random.getstate(),
+            "torch_rng": torch.get_rng_state().tolist(), "time": time.time(),
         }
-        d = self.ckpt_root / tag
-        _atomic_write(d / "trainer_state.json", json.dumps(state, indent=2))
-        _atomic_write(self.ckpt_root / "latest", tag)
-        return d
+        ckpt = self.checkpoints.publish(f"step_{self.step}", self.learners.save_checkpoint, state)
+        removed = self.checkpoints.prune(self.cfg.keep_checkpoints)
+        log.info("checkpoint %s%s", ckpt, f" (removed steps {removed})" if removed else "")
+        return ckpt
 
-    # -- data -----------------------------------------------------------------------
-    def _next_rows(self, k: int) -> list[dict]:
-        rows = []
-        n = len(self.dataset)
-        while len(rows) < k:
-            if not self._order or len(self._order) != n:
-                self._order = list(range(n))
-                if self.cfg.data.shuffle:
-                    random.Random(self.cfg.seed * 100003 + self.epoch).shuffle(self._order)
-            if self.pos >= n:
-                self.epoch += 1
-                self.pos = 0
-                self._order = []
-                continue
-            rows.append(self.dataset[self._order[self.pos]])
-            self.pos += 1
-        return rows
-
-    def _request(self, row: dict, i: int) -> dict:
-        from actors.rollout import stvqa_request
-
-        return stvqa_request(row, f"s{self.step}-{row.get('id', i)}", i)
-
-    # -- step -----------------------------------------------------------------------
+    # -- one step ---------------------------------------------------------------------------------------------------
     def _sync_weights(self) -> None:
-        refs = [l.get_weights.remote() for l in self.learners]
-        self.pool.sync_weights(refs[0], self.version)
-        ray.get(refs[1:])
+        self.pool.sync_weights(self.learners.weights(), self.version)
 
     def _apply_scaling(self) -> None:
         desired = ray.get(self.control.desired_rollout_workers.remote())
         if desired != self.pool.size():
             before = self.pool.size()
-            after = self.pool.scale_to(desired)
-            print(f"[spatialthinker] rollout workers {before} -> {after}", flush=True)
+            result = self.pool.scale_to(desired)
+            log.info("rollout workers %d -> %d%s", before, result.workers, f" ({result.note})" if result.note else "")
+            if result.workers != desired:
+                ray.get(self.control.set_rollout_workers.remote(result.workers))
+
+    def _score(self, results: list[GroupResult]) -> list:
+        workers = self.reward_workers
+        return [workers[i % len(workers)].score.remote(r.group) for i, r in enumerate(results)]
 
     def train_step(self) -> dict:
-        from actors.grpo import group_advantages
-
-        cfg = self.cfg
-        G = cfg.rollout.group_size
-        t0 = time.time()
-        self._apply_scaling()
-        rows = self._next_rows(cfg.algo.prompts_per_step)
-        groups = [[self._request(r, i)] for i, r in enumerate(rows)]
-        results = self.pool.generate(groups, G)
-        t_gen = time.time() - t0
-        traj_refs = [g.trajectories for g in results]
-        reward_refs = [self.reward_workers[i % len(self.reward_workers)].score.remote(ref) for i, ref in enumerate(traj_refs)]
-        ref_refs = [self.reference.compute_logprobs.remote(ref) for ref in traj_refs] if self.reference else None
-        rewards = ray.get(reward_refs)
-        advantages = [group_advantages([b["total"] for b in grp], [0] * len(grp), scale=cfg.algo.scale_advantages) for grp in rewards]
-        t_rew = time.time() - t0 - t_gen
-        c = cfg.algo.prompts_per_step // cfg.learner.num_workers
-        stats = ray.get(
-            [
-                l.train_step.remote(
-                    traj_refs[k * c : (k + 1) * c], ref_refs[k * c : (k + 1) * c] if ref_refs else None, advantages[k * c : (k + 1) * c]
+        cfg, timings = self.cfg, {}
+        with timed(timings, "step"):
+            self._apply_scaling()
+            requests = self.stream.take(cfg.algo.prompts_per_step, self.step + 1)
+            with timed(timings, "generate"):
+                results = self.pool.generate(requests, cfg.rollout.group_size)
+            group_refs = [r.group for r in results]
+            with timed(timings, "score"):
+                reward_refs = self._score(results)
+                ref_refs = [self.reference.compute_logprobs.remote(g) for g in group_refs] if self.reference else None
+                rewards = ray.get(reward_refs)
+            with timed(timings, "old_logprobs"):
+                prep = self.learners.prepare(group_refs, ref_refs, cfg.rollout.use_engine_logprobs)
+            with timed(timings, "advantages"):
+                scores = torch.tensor([[b.total for b in group] for group in rewards], dtype=torch.float64)
+                if cfg.algo.kl_in == "reward" and self.reference is not None:
+                    scores = scores - cfg.algo.kl_beta * torch.tensor(prep.sequence_kl, dtype=torch.float64)
+                advantages = grpo.group_advantages(
+                    scores, unbiased=cfg.algo.unbiased_std, scale=cfg.algo.scale_advantages
                 )
-                for k, l in enumerate(self.learners)
-            ]
-        )
-        t_train = time.time() - t0 - t_gen - t_rew
-        self.step += 1
-        self.version += 1
-        self._sync_weights()
-        t_sync = time.time() - t0 - t_gen - t_rew - t_train
-        flat = [b for grp in rewards for b in grp]
-        n = len(flat)
-        metrics = {f"reward/{k}": sum(b[k] for b in flat) / n for k in ("total", "format", "count", "accuracy", "spatial")}
-        metrics.update({f"train/{k}": sum(s[k] for s in stats) / len(stats) for k in ("loss", "kl", "clip_frac", "ratio_mean", "grad_norm")})
-        metrics["train/lr"] = stats[0]["lr"]
-        metrics["rollout/response_tokens_mean"] = sum(g.summary["response_tokens"] for g in results) / n
-        metrics["rollout/workers"] = self.pool.size()
-        metrics["rollout/groups_with_signal"] = sum(1 for a in advantages if any(abs(x) > 0 for x in a)) / len(advantages)
-        metrics.update({"time/generate": t_gen, "time/reward": t_rew, "time/train": t_train, "time/sync": t_sync, "time/step": time.time() - t0})
-        metrics["data/epoch"] = self.epoch
+            with timed(timings, "update"):
+                stats = self.learners.update(advantages.tolist())
+            self.step += 1
+            self.version += 1
+            with timed(timings, "weight_sync"):
+                self._sync_weights()
+        return {
+            **reward_metrics("reward", [b for group in rewards for b in group]),
+            **update_metrics(stats),
+            **rollout_metrics(results, prep, self.pool.size(), cfg.rollout.group_size),
+            **advantage_metrics(advantages),
+            **step_metrics(timings),
+            "data/epoch": self.stream.epoch,
+            "data/skipped_rows": len(self.stream.skipped),
+        }
+
+    # -- validation -------------------------------------------------------------------------------------------------
+    def validation_requests(self) -> list[RolloutRequest]:
+        rows, n = self.val_rows, self.cfg.eval.val_samples
+        order = list(range(len(rows)))
+        random.Random(12345).shuffle(order)  # a fixed subset, the same at every validation
+        requests = []
+        for i in order[: n or len(rows)]:
+            try:
+                requests.append(make_request(task_fields(rows[i]), "val", len(requests), self.prompts))
+            except DatasetError as e:
+                log.warning("skipping validation row %d: %s", i, e)
+        return requests
+
+    def validate(self) -> dict:
+        """Greedy (or ``eval.val_temperature``) generation on the validation subset; reward components and accuracy."""
+        timings: dict = {}
+        with timed(timings, "validate"):
+            requests = self.validation_requests()
+            results = self.pool.generate(requests, 1, {"temperature": self.cfg.eval.val_temperature})
+            rewards = [b for group in ray.get(self._score(results)) for b in group]
+        metrics = reward_metrics("val", rewards)
+        metrics["val/reward"] = metrics.pop("val/total")
+        metrics["val/samples"] = len(rewards)
+        metrics["time/validate"] = timings["validate"]
+        self.val_history[str(self.step)] = {"reward": metrics["val/reward"], "accuracy": metrics["val/accuracy"]}
+        log.info("validation at step %d: reward %.4f accuracy %.4f format %.3f (%d samples)", self.step,
+                 metrics["val/reward"], metrics["val/accuracy"], metrics["val/format"], len(rewards))
         return metrics
 
-    # -- main loop --------------------------------------------------------------------
-    def run(self) -> dict:
-        cfg = self.cfg
+    # -- the loop ---------------------------------------------------------------------------------------------------
+    def _log(self, metrics: dict) -> None:
+        if self.step <= self.last_logged and self.step > 0:
+            return  # a redone step after a resume: logged once already
+        self.tracker.log_metrics(metrics, self.step, int(time.time() * 1000))
+        with open(self.out / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps({"step": self.step, **metrics}) + "\n")
+
+    def _on_signal(self, signum, _frame) -> None:
+        if self.stop_signal:
+            raise KeyboardInterrupt  # second signal: stop now
+        self.stop_signal = signal.Signals(signum).name
+        log.warning("%s received: checkpointing after the current step, then exiting (again to stop at once)",
+                    self.stop_signal)
+
+    def fit(self) -> dict:
+        cfg, eval_cfg = self.cfg, self.cfg.eval
         last: dict = {}
-        status = "FINISHED"
+        status, outcome = "FAILED", "failed"
+        handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
+            if self.step == 0 and eval_cfg.val_before_train and "0" not in self.val_history:
+                self._log(self.validate())
             if self.step >= cfg.steps:
-                print(f"[spatialthinker] checkpoint is already at step {self.step} >= steps={cfg.steps}; nothing to train", flush=True)
+                log.info("the checkpoint is already at step %d >= steps=%d; nothing to train", self.step, cfg.steps)
             while self.step < cfg.steps:
-                if ray.get(self.control.should_stop.remote()):
-                    print("[spatialthinker] stop requested; checkpointing", flush=True)
+                if self.stop_signal or ray.get(self.control.should_stop.remote()):
+                    log.info("stop requested (%s); checkpointing at step %d", self.stop_signal or "control", self.step)
                     self.save_checkpoint()
+                    status, outcome = "KILLED", "stopped"
                     break
                 last = self.train_step()
-                self.tracker.log_metrics(last, self.step)
-                with open(self.out / "metrics.jsonl", "a") as fh:
-                    fh.write(json.dumps({"step": self.step, **last}) + "\n")
-                self.control.report.remote({"step": self.step, "rollout_workers": self.pool.size(), "reward": last["reward/total"]})
-                print(
-                    f"[spatialthinker] step {self.step}/{cfg.steps} reward={last['reward/total']:.3f} "
-                    f"fmt={last['reward/format']:.2f} acc={last['reward/accuracy']:.2f} loss={last['train/loss']:.4f} "
-                    f"kl={last['train/kl']:.5f} workers={self.pool.size()} {last['time/step']:.1f}s",
-                    flush=True,
+                if eval_cfg.val_every and (self.step % eval_cfg.val_every == 0 or self.step == cfg.steps):
+                    last.update(self.validate())
+                self._log(last)
+                self.control.report.remote({"step": self.step, "rollout_workers": self.pool.size(),
+                                            "reward": last["reward/total"]})
+                log.info(
+                    "step %d/%d reward=%.3f fmt=%.2f acc=%.2f loss=%.4f kl=%.5f lp_diff=%.4f workers=%d %.1fs",
+                    self.step, cfg.steps, last["reward/total"], last["reward/format"], last["reward/accuracy"],
+                    last["train/loss"], last["train/kl"], last["rollout/logprob_diff_mean"], self.pool.size(),
+                    last["time/step"],
                 )
                 if self.step % cfg.save_every == 0 or self.step == cfg.steps:
-                    d = self.save_checkpoint()
-                    print(f"[spatialthinker] checkpoint {d}", flush=True)
-            final = self.out / "final_model"
-            ray.get([l.export_hf.remote(str(final)) for l in self.learners])
-            self.tracker.log_artifacts(str(final), "final_model")
-            self.tracker.set_tags({"final_model": str(final), "steps_done": self.step})
-            print(f"[spatialthinker] done: {self.step} steps; policy in {final}; MLflow run {self.tracker.run_id}", flush=True)
-        except BaseException:
-            status = "FAILED"
+                    self.save_checkpoint()
+            else:
+                status, outcome = "FINISHED", "completed"
+                self._finish()
+        except KeyboardInterrupt:
+            status, outcome = "KILLED", "interrupted"
             raise
         finally:
+            for s, h in handlers.items():
+                signal.signal(s, h)
             if self.tracker:
+                self.tracker.set_tags({"outcome": outcome, "steps_done": self.step})
                 self.tracker.end(status)
         return last
+
+    def _finish(self) -> None:
+        final = self.out / "final_model"
+        self.learners.export_hf(str(final))
+        summary = self.summary()
+        atomic_write(self.out / "summary.json", json.dumps(summary, indent=2))
+        png = plot_run(self.out / "metrics.jsonl", self.out / "curves.png")
+        for path, where in ((final, "final_model"), (self.out / "summary.json", None), (png, None)):
+            if path:
+                self.tracker.log_artifacts(str(path), where)
+        before, after = summary.get("val_before"), summary.get("val_after")
+        if before and after:
+            log.info("held-out reward %.4f -> %.4f, accuracy %.4f -> %.4f (before -> after GRPO)",
+                     before["reward"], after["reward"], before["accuracy"], after["accuracy"])
+        log.info("done: %d steps; policy in %s; MLflow run %s", self.step, final, self.tracker.run_id)
+
+    def summary(self) -> dict:
+        steps = sorted(self.val_history, key=int)
+        return {
+            "val_before": self.val_history.get("0"),
+            "val_after": self.val_history[steps[-1]] if steps and steps[-1] != "0" else None,
+            "val_history": {k: self.val_history[k] for k in steps},
+            "steps": self.step,
+            "run_id": self.run_id,
+            "mlflow_run_id": self.tracker.run_id,
+            "final_model": str(self.out / "final_model"),
+            "skipped_rows": self.stream.skipped,
+        }
 
     def shutdown(self) -> None:
         try:
             if self.pool:
                 self.pool.shutdown()
-            for a in self.learners:
-                try:
-                    ray.get(a.shutdown.remote(), timeout=30)
-                except Exception:
-                    pass
-                ray.kill(a)
+            if self.learners:
+                self.learners.shutdown()
         finally:
             if self.started_ray:
                 ray.shutdown()
 
 
+def _tuple_state(state):
+    """JSON turned random.getstate()'s tuples into lists; turn them back."""
+    return tuple(_tuple_state(x) for x in state) if isinstance(state, list) else state
+
+
+def _last_jsonl_step(out: Path) -> int:
+    path = out / "metrics.jsonl"
+    if not path.is_file():
+        return 0
+    steps = [json.loads(line).get("step", 0) for line in path.read_text().splitlines() if line.strip()]
+    return max(steps, default=0)
+
+
 def main_train(cfg: TrainConfig) -> dict:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     trainer = GRPOTrainer(cfg)
     try:
         trainer.setup()
-        return trainer.run()
+        return trainer.fit()
     finally:
         trainer.shutdown()
+
+
+__all__ = ["ConfigError", "GRPOTrainer", "ResumeError", "main_train"]

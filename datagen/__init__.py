@@ -1,0 +1,8 @@
+"""STVQA data: Visual Genome scene graphs in, SpatialThinker training rows out.
+
+Modules: :mod:`datagen.vg` (VG loader and image checks), :mod:`datagen.synthetic` (small VG-format scenes for tests
+and the CPU default), :mod:`datagen.geometry` (box geometry and the depth / orientation / reach / location proxies),
+:mod:`datagen.questions` (the nine question categories and the question-focused subgraph), :mod:`datagen.schema`
+(the published STVQA-7K columns), :mod:`datagen.build` (balancing, splitting, safe writing) and
+:mod:`datagen.stvqa` (loader, per-row task fields and the one-call builder).
+"""

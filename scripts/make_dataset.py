@@ -1,60 +1,95 @@
 #!/usr/bin/env python
-"""Synthesise an STVQA dataset from Visual Genome scene graphs.
+"""Synthesise an STVQA dataset (the published STVQA-7K schema) from Visual Genome scene graphs.
 
     python scripts/make_dataset.py --vg-root /data/visual_genome --out data/stvqa
     python scripts/make_dataset.py --synthetic 200 --out data/stvqa-synth
 
-The VG root holds objects.json, relationships.json, image_data.json and an
-image folder (images/, VG_100K or VG_100K_2).  Output is a Hugging Face
-DatasetDict (train/validation) written with save_to_disk.
+The VG root holds objects.json, relationships.json, image_data.json and an image folder (images/, VG_100K or
+VG_100K_2). The output is a Hugging Face DatasetDict (splits train and val) written with save_to_disk, plus a
+marker file stvqa_build.json; --overwrite replaces only a folder that holds such a marker, never an input.
+Bad input stops with exit code 2 and one line "error: ..." naming the file, entry or key.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+import tempfile
+
+import datasets
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from datagen.build import BuildSettings, build_stvqa, check_output, count_table
+from datagen.questions import CATEGORIES
+from datagen.synthetic import generate_vg_scenes
+from datagen.vg import load_visual_genome
 
-def main(argv=None) -> int:
+log = logging.getLogger("make_dataset")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--vg-root", help="Visual Genome folder")
-    src.add_argument("--synthetic", type=int, metavar="N", help="generate N synthetic VG-format scenes first")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--limit", type=int, help="use only the first N images")
-    ap.add_argument("--max-per-image", type=int, default=4)
-    ap.add_argument("--max-scene-objects", type=int, default=6)
-    ap.add_argument("--types", default=None, help="comma-separated question types (default: all)")
-    ap.add_argument("--val-fraction", type=float, default=0.1)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--allow-missing-images", action="store_true", help="skip scene graphs whose image file is missing")
-    ap.add_argument("--overwrite", action="store_true")
-    a = ap.parse_args(argv)
+    src.add_argument("--vg-root", metavar="DIR", help="Visual Genome folder")
+    src.add_argument("--synthetic", type=int, metavar="N", help="use N generated VG-format scenes (224x224)")
+    ap.add_argument("--out", required=True, metavar="DIR", help="output folder (save_to_disk layout)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of question choice, option order and split")
+    ap.add_argument("--overwrite", action="store_true", help="replace a dataset this tool wrote earlier at --out")
+    ap.add_argument("--relation-fraction", type=float, default=0.5, help="share of relation questions (paper 0.5)")
+    ap.add_argument("--per-image", type=int, default=1, help="questions per image (paper 1)")
+    ap.add_argument("--val-fraction", type=float, default=0.1, help="share of each category in val (paper 0.1)")
+    ap.add_argument("--categories", default=",".join(CATEGORIES), help="comma-separated categories (default all 9)")
+    ap.add_argument("--limit", type=int, help="use only the first N images of image_data.json")
+    ap.add_argument("--allow-missing-images", action="store_true", help="skip scene graphs whose image is missing")
+    ap.add_argument("--allow-bad-images", action="store_true", help="skip undecodable images with a warning")
+    return ap.parse_args(argv)
 
-    from datagen.build import build_stvqa
-    from datagen.questions import QUESTION_TYPES
-    from datagen.vg import VGFormatError, load_visual_genome
 
-    try:
-        root = a.vg_root
+def run(a: argparse.Namespace) -> int:
+    """Build and write the dataset; returns the exit code."""
+    settings = BuildSettings(
+        seed=a.seed,
+        per_image=a.per_image,
+        relation_fraction=a.relation_fraction,
+        val_fraction=a.val_fraction,
+        categories=tuple(c.strip() for c in a.categories.split(",") if c.strip()),
+        allow_bad_images=a.allow_bad_images,
+    )
+    if a.synthetic is not None and a.synthetic < 1:
+        raise ValueError(f"--synthetic must be >= 1, got {a.synthetic}")
+    if a.limit is not None and a.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {a.limit}")
+    inputs = [a.vg_root] if a.vg_root else []
+    check_output(a.out, inputs, a.overwrite)  # before any work
+    with tempfile.TemporaryDirectory(prefix="stvqa-synthetic-vg-") as tmp:
         if a.synthetic:
-            from datagen.synthetic import generate_vg_scenes
-
-            root = generate_vg_scenes(os.path.join(a.out + "-vg"), a.synthetic, seed=a.seed)
+            root, source = generate_vg_scenes(tmp, a.synthetic, seed=a.seed), f"synthetic:{a.synthetic}"
+        else:
+            root, source = a.vg_root, os.path.abspath(a.vg_root)
         images = load_visual_genome(root, limit=a.limit, require_images=not a.allow_missing_images)
-        types = tuple(t.strip() for t in a.types.split(",")) if a.types else QUESTION_TYPES
-        dd = build_stvqa(
-            images, a.out, seed=a.seed, max_per_image=a.max_per_image, types=types, val_fraction=a.val_fraction,
-            overwrite=a.overwrite, max_scene_objects=a.max_scene_objects,
-        )
-    except (VGFormatError, FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print({k: len(v) for k, v in dd.items()}, "->", a.out)
+        dd = build_stvqa(images, a.out, settings=settings, inputs=inputs, overwrite=a.overwrite, source=source)
+    log.info("rows per split and category:\n%s", count_table(dd))
+    print(
+        f"wrote {sum(len(d) for d in dd.values())} rows ({', '.join(f'{k} {len(v)}' for k, v in dd.items())}) to {a.out}"
+    )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: exit code 0 on success, 2 with ``error: <one line>`` on bad input."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    logging.getLogger("datasets").setLevel(logging.WARNING)
+    datasets.disable_progress_bars()
+    a = parse_args(argv)
+    try:
+        return run(a)
+    except (ValueError, OSError) as e:  # VGFormatError, BuildError, DatasetError are ValueErrors
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

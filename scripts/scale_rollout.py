@@ -1,53 +1,83 @@
 #!/usr/bin/env python
-"""Add or remove rollout workers of a running training job.
+"""Add or remove rollout workers of a running training job, show its status, or stop it.
 
-    python scripts/scale_rollout.py --run spatialthinker-cpu --workers 3
-    python scripts/scale_rollout.py --run my-run --status
-    python scripts/scale_rollout.py --run my-run --stop      # checkpoint and stop after this step
+    python scripts/scale_rollout.py --run runs/spatialthinker-cpu --workers 3   # the run's output folder
+    python scripts/scale_rollout.py --run spatialthinker-cpu-1a2b3c4d --status  # or its run id
+    python scripts/scale_rollout.py --run runs/my-run --stop                    # checkpoint and stop after this step
 
-Connects to the cluster at RAY_ADDRESS (or --address) and talks to the
-job's named control actor; the driver applies the change before its next
-step.  --run is the run name (default: the output dir's folder name).
+``--run`` is the run's output folder (its ``run.json`` names the run id, namespace and Ray address) or its run id,
+or a prefix of exactly one running run id. The driver applies a change before its next step; a request beyond
+``rollout.max_workers`` is capped and the cap is printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import ray  # noqa: E402
+
+from cluster.control import PREFIX, control_name, read_run_file  # noqa: E402
+
+log = logging.getLogger("scale_rollout")
+
+
+class UsageError(Exception):
+    pass
+
+
+def find_control(run: str, address: str | None, namespace: str | None):
+    info = read_run_file(Path(run)) if Path(run).is_dir() else None
+    if info:
+        run, namespace, address = info["run_id"], namespace or info["namespace"], address or info["ray_address"]
+    address = address or os.environ.get("RAY_ADDRESS") or "auto"
+    try:
+        ray.init(address=address, namespace=namespace or "spatialthinker", log_to_driver=False, logging_level="ERROR")
+    except (ConnectionError, RuntimeError) as e:
+        raise UsageError(f"cannot reach a Ray cluster at {address!r}: {str(e).splitlines()[0]}") from None
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(PREFIX)]
+    if control_name(run) in names:
+        return ray.get_actor(control_name(run), namespace=namespace or "spatialthinker")
+    matches = [n for n in names if n[len(PREFIX):].startswith(run)]
+    if len(matches) == 1:
+        return ray.get_actor(matches[0], namespace=namespace or "spatialthinker")
+    running = ", ".join(n[len(PREFIX):] for n in names) or "none"
+    if not matches:
+        raise UsageError(f"no running job {run!r}; running run ids: {running}")
+    raise UsageError(f"{run!r} matches several running jobs ({running}); give the full run id or the output folder")
+
 
 def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", required=True)
-    ap.add_argument("--address", default=os.environ.get("RAY_ADDRESS", "auto"))
-    ap.add_argument("--namespace", default="spatialthinker")
-    g = ap.add_mutually_exclusive_group(required=True)
-    g.add_argument("--workers", type=int)
-    g.add_argument("--status", action="store_true")
-    g.add_argument("--stop", action="store_true")
-    a = ap.parse_args(argv)
-    import ray
-
-    from cluster.control import control_name
-
-    ray.init(address=a.address, namespace=a.namespace, log_to_driver=False)
+    ap.add_argument("--run", required=True, help="output folder or run id (or a unique prefix of one)")
+    ap.add_argument("--address", default=None, help="Ray address (default: run.json, RAY_ADDRESS, auto)")
+    ap.add_argument("--namespace", default=None)
+    group = ap.add_mutually_exclusive_group(required=True)
+    group.add_argument("--workers", type=int)
+    group.add_argument("--status", action="store_true")
+    group.add_argument("--stop", action="store_true")
+    args = ap.parse_args(argv)
     try:
-        ctl = ray.get_actor(control_name(a.run))
-    except ValueError:
-        print(f"error: no running job named {a.run!r} in namespace {a.namespace!r}", file=sys.stderr)
+        if args.workers is not None and args.workers < 1:
+            raise UsageError("--workers must be >= 1")
+        control = find_control(args.run, args.address, args.namespace)
+        if args.workers is not None:
+            result = ray.get(control.set_rollout_workers.remote(args.workers))
+            if result["note"]:
+                log.warning("requested %d rollout workers: %s", args.workers, result["note"])
+        if args.stop:
+            ray.get(control.request_stop.remote())
+        print(json.dumps(ray.get(control.status.remote()), indent=2))
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    if a.workers is not None:
-        if a.workers < 1:
-            print("error: --workers must be >= 1", file=sys.stderr)
-            return 2
-        ray.get(ctl.set_rollout_workers.remote(a.workers))
-    if a.stop:
-        ray.get(ctl.request_stop.remote())
-    print(json.dumps(ray.get(ctl.status.remote()), indent=2))
     return 0
 
 

@@ -1,49 +1,54 @@
 #!/usr/bin/env python
 """Train a SpatialThinker policy with GRPO on Ray.
 
-Local CPU default (tiny Qwen2.5-VL model built here, synthetic VG scenes,
-local Ray, MLflow file store under the output dir)::
+Local CPU default (tiny Qwen2.5-VL model built here, synthetic VG scenes, local Ray, vLLM CPU rollouts, DeepSpeed
+ZeRO-3 on gloo, MLflow file store under the output dir)::
 
     python scripts/train.py
 
-On a cluster::
+On a cluster (output_dir must be an absolute path every node can read)::
 
-    ray job submit --working-dir . -- python scripts/train.py --config configs/gpu.yaml
+    ray job submit --working-dir . -- python scripts/train.py --config cluster/configs/spatialthinker_3b.yaml
 
-Settings come from ``--config`` (YAML/JSON) and ``--set key.sub=value``.
+Settings come from ``--config`` (YAML/JSON) and ``--set key.sub=value``; ``--print-config`` shows the result.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from cluster.config import ConfigError, load_config  # noqa: E402
 
-def main(argv=None) -> int:
+log = logging.getLogger("spatialthinker")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", help="YAML or JSON config file")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config key (repeatable)")
     ap.add_argument("--steps", type=int, help="shorthand for --set steps=N")
     ap.add_argument("--output-dir", help="shorthand for --set output_dir=PATH")
     ap.add_argument("--resume", help="auto | never | path to a checkpoint (checkpoints/step_N)")
     ap.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
-    from cluster.config import ConfigError, load_config
 
-    ov = list(args.overrides)
-    if args.steps is not None:
-        ov.append(f"steps={args.steps}")
-    if args.output_dir:
-        ov.append(f"output_dir={args.output_dir}")
-    if args.resume:
-        ov.append(f"resume={args.resume}")
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    overrides = list(args.overrides)
+    for flag, key in ((args.steps, "steps"), (args.output_dir, "output_dir"), (args.resume, "resume")):
+        if flag is not None:
+            overrides.append(f"{key}={flag}")
     try:
-        cfg = load_config(args.config, ov)
+        cfg = load_config(args.config, overrides)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -51,14 +56,25 @@ def main(argv=None) -> int:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
 
+    # imported after the config is known good: they pull in torch, Ray and the actor code
+    from cluster.checkpoints import CheckpointError
+    from cluster.pool import NoRolloutWorkers
+    from cluster.tracking import TrackingError
     from cluster.trainer import ResumeError, main_train
+    from datagen.stvqa import DatasetError
     from datagen.vg import VGFormatError
+    from rewards.prompt import PromptError
 
+    expected = (ConfigError, ResumeError, CheckpointError, DatasetError, VGFormatError, PromptError, TrackingError,
+                NoRolloutWorkers, FileNotFoundError, FileExistsError)
     try:
         main_train(cfg)
-    except (ResumeError, VGFormatError, FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except expected as e:
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -9,29 +9,24 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 @pytest.fixture(scope="session")
-def vg_dir(tmp_path_factory):
-    from datagen.synthetic import generate_vg_scenes
+def stvqa_dir(tmp_path_factory):
+    """A small STVQA-7K-format dataset synthesised from synthetic VG scenes."""
+    from datagen.stvqa import build_dataset
 
-    return generate_vg_scenes(tmp_path_factory.mktemp("vg"), 12, seed=3)
-
-
-@pytest.fixture(scope="session")
-def stvqa_dir(vg_dir, tmp_path_factory):
-    from datagen.build import build_from_vg
-
-    out = tmp_path_factory.mktemp("stvqa") / "ds"
-    build_from_vg(vg_dir, out, seed=0, max_scene_objects=4)
-    return out
+    root = tmp_path_factory.mktemp("stvqa")
+    build_dataset(root / "ds", synthetic_images=40, synthetic_root=root / "vg", seed=3)
+    return root / "ds"
 
 
 @pytest.fixture(scope="session")
 def stvqa(stvqa_dir):
-    from datagen.build import load_stvqa
+    from datagen.stvqa import load_stvqa
 
-    return load_stvqa(stvqa_dir)
+    return load_stvqa(str(stvqa_dir), "train")
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +41,7 @@ def ray_local():
     import ray
 
     ray.init(
+        address="local",
         num_cpus=4,
         include_dashboard=False,
         namespace="tests",
@@ -55,7 +51,11 @@ def ray_local():
     ray.shutdown()
 
 
-def make_request(row, i=0):
-    from actors.rollout import stvqa_request
+def make_requests(rows, k, prefix="t"):
+    """Rollout requests for the first ``k`` rows, built the way the trainer builds them."""
+    from cluster.trainer import make_request
+    from datagen.stvqa import task_fields
+    from rewards.prompt import PromptBuilder
 
-    return stvqa_request(row, f"t{i}", i)
+    prompts = PromptBuilder()
+    return [make_request(task_fields(rows[i]), prefix, i, prompts, seed=i) for i in range(k)]

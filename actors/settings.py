@@ -1,0 +1,291 @@
+"""Typed settings of each actor role. Every default lives here, once; ``cluster/config.py`` composes these
+sections into the training config and validates them by constructing them (``__post_init__``), so a bad value
+fails before any actor starts, with a message naming its ``section.key``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ValueError(msg)
+
+
+def _positive(section: str, obj, *names: str) -> None:
+    for name in names:
+        v = getattr(obj, name)
+        _check(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0,
+            f"{section}.{name} must be a finite number > 0, got {v!r}",
+        )
+
+
+def _non_negative(section: str, obj, *names: str) -> None:
+    for name in names:
+        v = getattr(obj, name)
+        _check(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0,
+            f"{section}.{name} must be a finite number >= 0, got {v!r}",
+        )
+
+
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """``auto`` is float32 on CPU (gloo has no bf16 all-reduce worth using) and bfloat16 on GPU."""
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if device == "cuda" else "float32"
+
+
+@dataclass
+class ModelSettings:
+    """The policy checkpoint (config section ``model``)."""
+
+    path: str | None = None
+    """A transformers checkpoint directory or hub id of a Qwen2.5-VL model (e.g. Qwen/Qwen2.5-VL-3B-Instruct).
+    None: build the tiny Qwen2.5-VL-architecture model under ``<output_dir>/tiny_model``."""
+
+    dtype: str = "auto"
+    """Weights dtype of learner, reference and rollout engine (they must agree for GRPO's ratio):
+    auto | float32 | bfloat16 | float16. auto: float32 on CPU, bfloat16 on GPU."""
+
+    warm_start_steps: int = 700
+    """Tiny model only: supervised format warm-start steps on the train split (a stand-in for instruction
+    tuning)."""
+
+    warm_start_lr: float = 3e-3
+    """Tiny model only: warm-start learning rate."""
+
+    warm_start_batch_size: int = 8
+    """Tiny model only: warm-start batch size."""
+
+    tiny_hidden_size: int = 128
+    """Tiny model: hidden size (2 heads of 64: vLLM's CPU attention supports head_dim 64 and 128)."""
+
+    tiny_layers: int = 2
+    """Tiny model: decoder layers."""
+
+    def __post_init__(self):
+        _check(self.dtype in DTYPES, f"model.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        _check(
+            isinstance(self.warm_start_steps, int) and self.warm_start_steps >= 0,
+            f"model.warm_start_steps must be an integer >= 0, got {self.warm_start_steps!r}",
+        )
+        _positive("model", self, "warm_start_lr", "warm_start_batch_size", "tiny_layers")
+        _check(
+            self.tiny_hidden_size in (128, 256),
+            f"model.tiny_hidden_size must be 128 or 256 (head_dim 64 or 128 for vLLM), got {self.tiny_hidden_size!r}",
+        )
+
+
+@dataclass
+class RolloutSettings:
+    """Rollout workers and their engine (config section ``rollout``)."""
+
+    engine: str = "vllm"
+    """Generation engine: ``vllm`` (the vLLM offline engine; CPU build here, GPU build on clusters) or ``hf``
+    (transformers ``generate``)."""
+
+    num_workers: int = 1
+    """Rollout workers started with the job (change while running with scripts/scale_rollout.py)."""
+
+    min_workers: int = 1
+    """The pool refills to at least this many workers when workers die."""
+
+    max_workers: int = 8
+    """Upper bound of the pool; a larger request is capped and the cap is reported."""
+
+    group_size: int = 4
+    """Responses sampled per prompt (GRPO's n; paper 8)."""
+
+    temperature: float = 1.0
+    """Sampling temperature (paper 1.0). The learner and reference score tokens at this temperature too."""
+
+    top_p: float = 1.0
+    """Nucleus sampling threshold (paper 1.0)."""
+
+    max_new_tokens: int = 160
+    """Response length limit in tokens (paper 2048). A response cut here is recorded as truncated."""
+
+    max_model_len: int = 1024
+    """Prompt + response token limit of the engine (paper prompt 6144 + response 2048)."""
+
+    batch_size: int = 16
+    """hf engine: sequences per ``generate`` call."""
+
+    use_engine_logprobs: bool = False
+    """Use the engine's sampled-token log-probs as GRPO's old log-probs (saves a learner forward pass); the
+    learner's own are used otherwise. The engine/learner agreement is measured either way."""
+
+    weight_sync: str = "object_store"
+    """How new weights reach the engines: ``object_store`` (rank 0's gathered state dict through the Ray object
+    store into the engine's in-place reload; works on CPU and across nodes) or ``nccl`` (vLLM's weight-transfer
+    API, NCCL broadcast from learner rank 0 to all engines; GPU only)."""
+
+    weight_sync_bucket_mb: int = 512
+    """nccl weight sync: parameters are sent in buckets of about this size."""
+
+    gpu_memory_utilization: float = 0.5
+    """vllm on GPU: fraction of GPU memory the engine may take."""
+
+    cpu_kv_cache_gb: int = 1
+    """vllm on CPU: KV-cache space in GiB (``VLLM_CPU_KVCACHE_SPACE``; vLLM's own default wants 92% of RAM)."""
+
+    num_cpus: float = 0.5
+    """Ray CPUs per rollout worker."""
+
+    num_gpus: float = 0.0
+    """Ray GPUs per rollout worker (1 for a vLLM engine on its own GPU)."""
+
+    device: str = "auto"
+    """auto | cpu | cuda."""
+
+    torch_threads: int = 1
+    """torch intra-op threads in the worker process (vllm on CPU: OpenMP threads of the engine)."""
+
+    max_task_retries: int = 3
+    """A prompt group whose worker died is re-queued on another worker at most this many times."""
+
+    placement_timeout_s: float = 120.0
+    """A new worker that Ray cannot place (or that does not become ready) within this time is dropped from the
+    request and reported, and training goes on with the workers it has."""
+
+    def __post_init__(self):
+        _check(self.engine in ("hf", "vllm"), f"rollout.engine must be 'hf' or 'vllm', got {self.engine!r}")
+        _check(
+            self.weight_sync in ("object_store", "nccl"),
+            f"rollout.weight_sync must be 'object_store' or 'nccl', got {self.weight_sync!r}",
+        )
+        _check(self.device in DEVICES, f"rollout.device must be auto, cpu or cuda, got {self.device!r}")
+        for name in ("num_workers", "min_workers", "max_workers", "group_size", "max_new_tokens", "max_model_len",
+                     "batch_size", "torch_threads", "weight_sync_bucket_mb", "cpu_kv_cache_gb"):
+            v = getattr(self, name)
+            _check(isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                   f"rollout.{name} must be an integer >= 1, got {v!r}")
+        _check(
+            1 <= self.min_workers <= self.num_workers <= self.max_workers,
+            "rollout needs 1 <= min_workers <= num_workers <= max_workers, got "
+            f"{self.min_workers}, {self.num_workers}, {self.max_workers}",
+        )
+        _check(self.group_size >= 2, f"rollout.group_size must be >= 2 (GRPO compares within a group), got {self.group_size}")
+        _positive("rollout", self, "temperature", "placement_timeout_s")
+        _check(0 < self.top_p <= 1, f"rollout.top_p must be in (0, 1], got {self.top_p!r}")
+        _check(0 < self.gpu_memory_utilization <= 1,
+               f"rollout.gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization!r}")
+        _non_negative("rollout", self, "num_cpus", "num_gpus", "max_task_retries")
+
+
+@dataclass
+class LearnerSettings:
+    """The DeepSpeed learner group (config section ``learner``)."""
+
+    num_workers: int = 2
+    """Learner ranks (one per GPU on a cluster); ZeRO partitions parameters, gradients and optimizer state."""
+
+    micro_batch_size: int = 4
+    """Sequences per forward/backward pass on one rank."""
+
+    lr: float = 1e-4
+    """AdamW learning rate, constant (paper 1e-6 for 3B/7B; the tiny CPU model needs far more)."""
+
+    weight_decay: float = 0.01
+    """AdamW weight decay (paper 0.01)."""
+
+    beta1: float = 0.9
+    """AdamW beta1 (paper 0.9)."""
+
+    beta2: float = 0.999
+    """AdamW beta2 (paper 0.999)."""
+
+    adam_eps: float = 1e-8
+    """AdamW epsilon."""
+
+    grad_clip: float = 1.0
+    """Global gradient-norm clip (paper 1.0)."""
+
+    zero_stage: int = 3
+    """DeepSpeed ZeRO stage 0-3."""
+
+    param_persistence_threshold: int = 0
+    """ZeRO-3: parameters with fewer elements than this stay unpartitioned (0 partitions all, which the tiny
+    model needs so that 2 ranks really shard it)."""
+
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (long sequences on GPU)."""
+
+    offload_optimizer: bool = False
+    """ZeRO: keep optimizer state in CPU memory."""
+
+    num_cpus: float = 0.5
+    """Ray CPUs per rank."""
+
+    num_gpus: float = 0.0
+    """Ray GPUs per rank."""
+
+    device: str = "auto"
+    """auto | cpu | cuda."""
+
+    torch_threads: int = 1
+    """torch intra-op threads per rank."""
+
+    def __post_init__(self):
+        _check(self.device in DEVICES, f"learner.device must be auto, cpu or cuda, got {self.device!r}")
+        _check(self.zero_stage in (0, 1, 2, 3), f"learner.zero_stage must be 0-3, got {self.zero_stage!r}")
+        for name in ("num_workers", "micro_batch_size", "torch_threads"):
+            v = getattr(self, name)
+            _check(isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                   f"learner.{name} must be an integer >= 1, got {v!r}")
+        _positive("learner", self, "lr", "grad_clip", "adam_eps")
+        _non_negative("learner", self, "weight_decay", "num_cpus", "num_gpus", "param_persistence_threshold")
+        for name in ("beta1", "beta2"):
+            v = getattr(self, name)
+            _check(0 <= v < 1, f"learner.{name} must be in [0, 1), got {v!r}")
+
+
+@dataclass
+class ReferenceSettings:
+    """The frozen reference policy actor (config section ``reference``)."""
+
+    micro_batch_size: int = 8
+    """Sequences per forward pass."""
+
+    num_cpus: float = 0.25
+    """Ray CPUs."""
+
+    num_gpus: float = 0.0
+    """Ray GPUs."""
+
+    device: str = "auto"
+    """auto | cpu | cuda."""
+
+    torch_threads: int = 1
+    """torch intra-op threads."""
+
+    def __post_init__(self):
+        _check(self.device in DEVICES, f"reference.device must be auto, cpu or cuda, got {self.device!r}")
+        for name in ("micro_batch_size", "torch_threads"):
+            v = getattr(self, name)
+            _check(isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                   f"reference.{name} must be an integer >= 1, got {v!r}")
+        _non_negative("reference", self, "num_cpus", "num_gpus")
+
+
+@dataclass
+class RewardWorkerSettings:
+    """Reward worker pool resources (config section ``reward``, beside the reward rules)."""
+
+    num_workers: int = 1
+    """Reward worker actors; prompt groups are spread over them."""
+
+    num_cpus: float = 0.25
+    """Ray CPUs per reward worker."""
+
+    def __post_init__(self):
+        _check(isinstance(self.num_workers, int) and self.num_workers >= 1,
+               f"reward.num_workers must be an integer >= 1, got {self.num_workers!r}")
+        _non_negative("reward", self, "num_cpus")

