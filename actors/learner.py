@@ -146,7 +146,8 @@ class LearnerWorker:
         backend = "nccl" if self.device == "cuda" else "gloo"
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
         self.plan = plan
-        self.pad_id = PromptEncoder(self.model_path).pad_token_id
+        encoder = PromptEncoder(self.model_path)
+        self.pad_id, self.blocked = encoder.pad_token_id, encoder.forbidden_ids
         model = load_policy(self.model_path, "float32")  # bf16 is DeepSpeed's job (mixed precision)
         if self.settings.gradient_checkpointing:
             model.gradient_checkpointing_enable()
@@ -178,7 +179,9 @@ class LearnerWorker:
             self.diff = (0.0, 0.0, 0)  # measured on the first mini-batch's forward pass instead
         else:
             self.engine.eval()
-            self.old = sequence_logprobs(self.engine, seqs, self.pad_id, self.temperature, self.settings.micro_batch_size)
+            self.old = sequence_logprobs(
+                self.engine, seqs, self.pad_id, self.temperature, self.settings.micro_batch_size, self.blocked
+            )
             self.diff = self._agreement(engine_lps, self.old) if have_engine else (0.0, 0.0, 0)
         kl = [[0.0] * len(g) for g in self.batch]
         if self.ref is not None and self.loss.kl_in == "reward":
@@ -222,7 +225,9 @@ class LearnerWorker:
                 lo = u * plan.sequences_per_update
                 for i in range(lo, lo + plan.sequences_per_update, micro):
                     j = min(i + micro, lo + plan.sequences_per_update)
-                    logp, mask = token_logprobs(self.engine, seqs[i:j], self.pad_id, self.temperature, grad=True)
+                    logp, mask = token_logprobs(
+                        self.engine, seqs[i:j], self.pad_id, self.temperature, grad=True, blocked=self.blocked
+                    )
                     if steps == 0 and diff[2] == 0 and self.batch[0].responses[0].engine_logprobs is not None:
                         self._measure_first_pass(logp, mask, i, j, diff)
                     old = repad(self.old[i:j], mask)
@@ -323,7 +328,9 @@ class LearnerGroup:
         dtype: str,
         temperature: float,
         seed: int = 0,
+        actor_options: dict | None = None,
     ):
+        """``actor_options``: extra Ray options for every rank (custom resources, a scheduling strategy)."""
         world = settings.num_workers
         self.world_size = world
         self.plan = BatchPlan(
@@ -331,7 +338,7 @@ class LearnerGroup:
             plan_total.ppo_epochs,
         )
         self.ranks = [
-            LearnerWorker.options(num_cpus=settings.num_cpus, num_gpus=settings.num_gpus).remote(
+            LearnerWorker.options(num_cpus=settings.num_cpus, num_gpus=settings.num_gpus, **(actor_options or {})).remote(
                 rank, world, model_path, settings, loss, dtype, temperature, seed
             )
             for rank in range(world)
@@ -392,13 +399,14 @@ class ReferencePolicy:
 
     def __init__(self, model_path: str, settings: ReferenceSettings, dtype: str, temperature: float):
         self.device = setup_process(settings.device, settings.torch_threads)
-        self.pad_id = PromptEncoder(model_path).pad_token_id
+        encoder = PromptEncoder(model_path)
+        self.pad_id, self.blocked = encoder.pad_token_id, encoder.forbidden_ids
         self.model = load_policy(model_path, dtype).to(self.device).eval().requires_grad_(False)
         self.temperature, self.micro_batch = temperature, settings.micro_batch_size
 
     def compute_logprobs(self, group: PromptGroup) -> GroupLogprobs:
         """Reference log-probs of one prompt group (passed by reference, fetched from the object store)."""
-        return group_logprobs(self.model, [group], self.pad_id, self.temperature, self.micro_batch)[0]
+        return group_logprobs(self.model, [group], self.pad_id, self.temperature, self.micro_batch, self.blocked)[0]
 
     def ready(self) -> bool:
         return True

@@ -29,12 +29,25 @@ def sequences(groups: list[PromptGroup]) -> list[Sequence]:
     return [Sequence(g.prompt, r.token_ids) for g in groups for r in g.responses]
 
 
-def collate(batch: list[Sequence], pad_id: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
+def image_inputs(ids: torch.Tensor, images: list, image_token_id: int) -> dict:
+    """Model kwargs for the images of a batch: ``pixel_values`` [sum P, D], ``image_grid_thw`` [sum I, 3] and
+    ``mm_token_type_ids`` [B, T] (1 at image tokens). Without the last, transformers gives image prompts plain 1-D
+    positions instead of Qwen2.5-VL's 3-D (M-RoPE) ones, and the learner scores a different model than the engine."""
+    if not images:
+        return {}
+    return {
+        "pixel_values": torch.cat([im.pixel_values for im in images], 0),
+        "image_grid_thw": torch.cat([im.image_grid_thw for im in images], 0),
+        "mm_token_type_ids": (ids == image_token_id).int(),
+    }
+
+
+def collate(batch: list[Sequence], pad_id: int, image_token_id: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
     """Right-pad prompt+response sequences of a micro-batch of B sequences.
 
-    Returns ``(model_kwargs, target, mask)``: ``input_ids`` and ``attention_mask`` [B, T] (plus ``pixel_values``
-    [sum P, D] and ``image_grid_thw`` [sum I, 3] when the prompts have images), ``target`` [B, T-1] the next token
-    at each position and ``mask`` [B, T-1] bool, True where the target is a response token.
+    Returns ``(model_kwargs, target, mask)``: ``input_ids`` and ``attention_mask`` [B, T] (plus the image inputs of
+    :func:`image_inputs`), ``target`` [B, T-1] the next token at each position and ``mask`` [B, T-1] bool, True where
+    the target is a response token.
     """
     seqs = [list(s.prompt.input_ids) + list(s.response_ids) for s in batch]
     width = max(len(s) for s in seqs)
@@ -46,29 +59,37 @@ def collate(batch: list[Sequence], pad_id: int) -> tuple[dict, torch.Tensor, tor
         attention[i, : len(tokens)] = 1
         response[i, len(s.prompt.input_ids) : len(tokens)] = True
     kwargs = {"input_ids": ids, "attention_mask": attention}
-    images = [s.prompt.images for s in batch if s.prompt.images is not None]
-    if images:
-        kwargs["pixel_values"] = torch.cat([im.pixel_values for im in images], 0)
-        kwargs["image_grid_thw"] = torch.cat([im.image_grid_thw for im in images], 0)
+    kwargs.update(image_inputs(ids, [s.prompt.images for s in batch if s.prompt.images is not None], image_token_id))
     # logits at position j predict token j + 1
     return kwargs, ids[:, 1:], response[:, 1:]
 
 
 def token_logprobs(
-    model, batch: list[Sequence], pad_id: int, temperature: float = 1.0, grad: bool = False
+    model,
+    batch: list[Sequence],
+    pad_id: int,
+    temperature: float = 1.0,
+    grad: bool = False,
+    blocked: list[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probability of every response token at ``temperature``: ``(logprobs [B, T-1] float32, mask [B, T-1])``.
+
+    ``blocked`` token ids (image and vision tokens, which every engine suppresses) get no probability mass, so the
+    log-probs are those of the distribution the engines sample from.
 
     Positions outside the mask hold arbitrary values (prompt and padding); consumers must mask before any
     exponential (see :func:`actors.grpo.grpo_loss`).
     """
-    kwargs, target, mask = collate(batch, pad_id)
+    config = getattr(model, "module", model).config  # a DeepSpeed engine wraps the model
+    kwargs, target, mask = collate(batch, pad_id, config.image_token_id)
     device = next(model.parameters()).device
     kwargs = {k: v.to(device) for k, v in kwargs.items()}
     with torch.enable_grad() if grad else torch.no_grad():
         logits = model(**kwargs, use_cache=False).logits[:, :-1, :].float()
         if temperature != 1.0:
             logits = logits / temperature
+        if blocked:  # out of place: the logits may be a view autograd still needs
+            logits = logits.index_fill(-1, torch.tensor(blocked, device=logits.device), float("-inf"))
         logprobs = torch.log_softmax(logits, dim=-1).gather(-1, target.to(device).unsqueeze(-1)).squeeze(-1)
     return logprobs, mask.to(device)
 
@@ -86,17 +107,21 @@ def repad(rows: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def sequence_logprobs(model, batch: list[Sequence], pad_id: int, temperature: float, micro_batch: int) -> list:
+def sequence_logprobs(
+    model, batch: list[Sequence], pad_id: int, temperature: float, micro_batch: int, blocked: list[int] | None = None
+) -> list:
     """Response-token log-probs of many sequences, ``micro_batch`` at a time: a list of 1-D CPU tensors."""
     out: list[torch.Tensor] = []
     for i in range(0, len(batch), micro_batch):
-        out.extend(unpad(*token_logprobs(model, batch[i : i + micro_batch], pad_id, temperature)))
+        out.extend(unpad(*token_logprobs(model, batch[i : i + micro_batch], pad_id, temperature, blocked=blocked)))
     return out
 
 
-def group_logprobs(model, groups: list[PromptGroup], pad_id: int, temperature: float, micro_batch: int) -> list:
+def group_logprobs(
+    model, groups: list[PromptGroup], pad_id: int, temperature: float, micro_batch: int, blocked: list[int] | None = None
+) -> list:
     """Per-group :class:`GroupLogprobs` of every response of ``groups``, scored ``micro_batch`` sequences at a time."""
-    flat = sequence_logprobs(model, sequences(groups), pad_id, temperature, micro_batch)
+    flat = sequence_logprobs(model, sequences(groups), pad_id, temperature, micro_batch, blocked)
     out, k = [], 0
     for g in groups:
         out.append(GroupLogprobs(flat[k : k + len(g)]))

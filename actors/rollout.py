@@ -19,6 +19,7 @@ import torch
 
 from actors.common import setup_process
 from actors.model import PromptEncoder, load_policy
+from actors.policy import image_inputs
 from actors.records import EncodedPrompt, PromptGroup, Response, RolloutRequest
 from actors.settings import RolloutSettings
 
@@ -84,11 +85,9 @@ class HFGenerateEngine:
         for j, p in enumerate(prompts):  # left-pad for generation
             ids[j, width - len(p.input_ids) :] = torch.tensor(p.input_ids)
             attention[j, width - len(p.input_ids) :] = 1
-        kwargs = {"input_ids": ids.to(self.device), "attention_mask": attention.to(self.device)}
-        images = [p.images for p in prompts if p.images is not None]
-        if images:
-            kwargs["pixel_values"] = torch.cat([im.pixel_values for im in images]).to(self.device)
-            kwargs["image_grid_thw"] = torch.cat([im.image_grid_thw for im in images]).to(self.device)
+        kwargs = {"input_ids": ids, "attention_mask": attention}
+        kwargs.update(image_inputs(ids, [p.images for p in prompts if p.images is not None], self.model.config.image_token_id))
+        kwargs = {k: v.to(self.device) for k, v in kwargs.items()}
         sampling = {"temperature": temperature, "top_p": top_p} if temperature > 0 else {}
         with torch.no_grad():
             out = self.model.generate(

@@ -83,12 +83,16 @@ class _TorchvisionHook(importlib.abc.MetaPathFinder):
 
     def find_spec(self, fullname, path=None, target=None):
         """Never finds anything itself (returns None): the regular finders import torchvision afterwards."""
-        if fullname == "torchvision":
-            remove_import_hook()
-            try:
-                ensure_torchvision_ops()
-            except (ImportError, OSError, RuntimeError) as e:  # never break an import over the compat step
-                print(f"[vllm_compat] could not define torchvision ops: {e!r}", file=sys.stderr)
+        if fullname != "torchvision":
+            return
+        torch_mod = sys.modules.get("torch")
+        if torch_mod is not None and getattr(getattr(torch_mod, "__spec__", None), "_initializing", False):
+            return  # a probe from inside torch's own import: stay armed for the real import
+        remove_import_hook()
+        try:
+            ensure_torchvision_ops()
+        except Exception as e:  # noqa: BLE001 (never break an import over the compat step; torchvision's own error follows)
+            print(f"[vllm_compat] could not define torchvision ops: {e!r}", file=sys.stderr)
 
 
 def install_import_hook() -> None:

@@ -220,6 +220,8 @@ class VLLMEngine:
         max_new_tokens = s.max_new_tokens if max_new_tokens is None else int(max_new_tokens)
         if temperature < 0 or n < 1 or max_new_tokens < 1:
             raise ValueError(f"bad sampling arguments: n={n}, temperature={temperature}, max_new={max_new_tokens}")
+        if not requests:
+            return []
         t0 = time.perf_counter()
         encs = [self.encoder.encode(r.messages, r.images) for r in requests]
         inputs = [self.engine_input(e, r.images) for e, r in zip(encs, requests)]
@@ -382,9 +384,11 @@ class NCCLSenderConfig:
     master_port: int
     """A free port on that node for the rendezvous store."""
     num_engines: int
-    """Rollout engines that join (tensor parallel 1 each): the group is 1 + num_engines ranks."""
+    """Rollout engines that join: the group is 1 + num_engines * ranks_per_engine ranks."""
     bucket_bytes: int
     """Packed broadcast bucket size."""
+    ranks_per_engine: int = 1
+    """vLLM workers per engine (its tensor x pipeline parallel size)."""
 
     def trainer_init_info(self):
         from vllm.distributed.weight_transfer.nccl_engine import NCCLTrainerInitInfo
@@ -392,7 +396,7 @@ class NCCLSenderConfig:
         return NCCLTrainerInitInfo(
             master_address=self.master_address,
             master_port=int(self.master_port),
-            world_size=1 + int(self.num_engines),
+            world_size=1 + int(self.num_engines) * int(self.ranks_per_engine),
             packed=True,
             packed_buffer_size_bytes=int(self.bucket_bytes),
             rank=0,
@@ -418,13 +422,57 @@ def state_dict_source(device: str = "cuda"):
     return StateDictSource()
 
 
+class RolloutWorkerSyncClient:
+    """vLLM's ``VLLMWeightSyncClient`` protocol over rollout-worker actor handles whose ``weight_transfer(method,
+    *args)`` forwards to their :class:`VLLMEngine`; every call fans out to all workers and waits for all.
+
+    vLLM numbers a worker's rank in the transfer group from its data-parallel position, which is 0 for every
+    independent engine; so each worker gets its own ``rank_offset`` here (1 + i * ``ranks_per_engine``) instead of
+    the shared one vLLM's trainer engine sends."""
+
+    def __init__(self, handles: list, method: str = "weight_transfer", ranks_per_engine: int = 1, get=None):
+        import ray
+
+        self.handles, self.method, self.ranks_per_engine = list(handles), method, ranks_per_engine
+        self.get = get or ray.get
+
+    def _call(self, name: str, payloads: list[tuple]) -> None:
+        self.get([getattr(h, self.method).remote(name, *p) for h, p in zip(self.handles, payloads)])
+
+    def init_weight_transfer_engine(self, init_info: dict) -> None:
+        base = int(init_info.get("rank_offset", 1))
+        self._call(
+            "init_weight_transfer_engine",
+            [
+                ({"init_info": {**init_info, "rank_offset": base + i * self.ranks_per_engine}},)
+                for i in range(len(self.handles))
+            ],
+        )
+
+    def start_weight_update(self) -> None:
+        self._call("start_weight_update", [()] * len(self.handles))
+
+    def update_weights(self, update_info) -> None:
+        self._call("update_weights", [({"update_info": update_info},)] * len(self.handles))
+
+    def finish_weight_update(self, weight_version: str | None = None) -> None:
+        self._call("finish_weight_update", [()] * len(self.handles))
+
+    def shutdown_weight_transfer_engine(self) -> None:
+        self._call("shutdown_weight_transfer_engine", [()] * len(self.handles))
+
+
 class NCCLWeightSender:
     """Learner rank 0's side of the NCCL weight sync: one group with all rollout engines, one broadcast per round.
 
-    ``client`` is anything with vLLM's ``VLLMWeightSyncClient`` methods that fans out to every engine, e.g.
-    ``vllm.distributed.weight_transfer.clients.RayVLLMWeightSyncClient(rollout_worker_handles)`` when the rollout
-    workers expose :class:`VLLMEngine`'s four weight-transfer methods under the same names. Rebuild the sender
-    (``close`` then a new one) when the set of engines changes: the NCCL group's size is fixed at init.
+    ``client``: :class:`RolloutWorkerSyncClient` over the rollout workers (anything with vLLM's
+    ``VLLMWeightSyncClient`` methods that fans out to every engine and gives each its own rank). Rebuild the sender
+    (``close``, then a new one with a fresh port) when the set of engines changes: the NCCL group's size is fixed at
+    init. Usage on learner rank 0, with the engines' init running concurrently inside ``__init__``::
+
+        sender = NCCLWeightSender(RolloutWorkerSyncClient(workers), NCCLSenderConfig(ip, port, len(workers),
+                                  bucket_bytes(settings)))
+        sender.send(gathered_state_dict)   # every round
     """
 
     def __init__(self, client, config: NCCLSenderConfig, device: str = "cuda"):

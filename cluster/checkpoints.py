@@ -13,11 +13,15 @@ import logging
 import os
 import re
 import shutil
+import signal
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"
+KILL_POINT_ENV = "SPATIALTHINKER_KILL_AFTER_SHARDS"
+"""Fault injection for tests: when set to a tag (``step_2``), the process SIGKILLs itself after writing that
+checkpoint's shards and before its trainer state, the moment a real crash hurts most."""
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
@@ -81,6 +85,8 @@ class CheckpointStore:
         shutil.rmtree(self.staging, ignore_errors=True)
         self.staging.mkdir(parents=True)
         save_shards(str(self.staging), tag)
+        if os.environ.get(KILL_POINT_ENV) == tag:
+            os.kill(os.getpid(), signal.SIGKILL)
         atomic_write(self.staging / tag / STATE_FILE, json.dumps(state, indent=2))
         final = self.root / tag
         if final.exists():  # a redone step after a resume: replace the old copy

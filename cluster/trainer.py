@@ -41,7 +41,7 @@ from cluster.pool import GroupResult, RolloutPool
 from cluster.tracking import Tracker, default_uri
 from datagen.stvqa import DatasetError, build_dataset, load_stvqa, task_fields
 from rewards.prompt import PromptBuilder
-from rewards.spatial import RewardBreakdown
+from rewards.spatial import RewardBreakdown, is_sample_error
 
 log = logging.getLogger("spatialthinker")
 REPO_ROOT = str(Path(__file__).resolve().parents[1])
@@ -65,7 +65,7 @@ def timed(timings: dict, name: str):
 def reward_metrics(prefix: str, rewards: list[RewardBreakdown]) -> dict:
     n = max(len(rewards), 1)
     out = {f"{prefix}/{k}": sum(getattr(r, k) for r in rewards) / n for k in COMPONENTS}
-    out[f"{prefix}/errors"] = sum(1 for r in rewards if r.error and r.format == 0 and "sample" in r.error)
+    out[f"{prefix}/errors"] = sum(1 for r in rewards if is_sample_error(r.error))
     return out
 
 

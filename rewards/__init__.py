@@ -24,7 +24,15 @@ _EXPORTS = {
     "normalize_answer": "rewards.template",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "RewardBreakdown",
+    "RewardConfig",
+    "compute_reward",
+    "normalize_answer",
+    "parse_response",
+    "perfect_response",
+    "score_batch",
+]
 
 
 def __getattr__(name: str):

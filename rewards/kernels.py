@@ -47,6 +47,7 @@ def ciou01(a0, a1, a2, a3, b0, b1, b2, b3):
 
 @njit(cache=True)
 def _augmenting_path(cost, u, v, path, row4col, spc, i, sr, sc, remaining):
+    """One shortest augmenting path from row ``i`` (SciPy's ``augmenting_path``, same scan order and ties)."""
     nc = cost.shape[1]
     min_val = 0.0
     num_remaining = nc
@@ -85,7 +86,8 @@ def _augmenting_path(cost, u, v, path, row4col, spc, i, sr, sc, remaining):
 
 @njit(cache=True)
 def _lsap_wide(cost, u, v, spc, path, col4row, row4col, sr, sc, remaining):
-    # rows <= cols; fills col4row[:nr] (all -1 if infeasible). The work arrays are at least cols long.
+    """SciPy's ``solve`` for rows <= cols: fills ``col4row[:nr]`` (all -1 if infeasible); the work arrays are at
+    least ``cols`` long and are reset here, so one set serves a whole batch."""
     nr, nc = cost.shape
     u[:nr] = 0.0
     v[:nc] = 0.0
@@ -126,6 +128,7 @@ def _lsap_wide(cost, u, v, spc, path, col4row, row4col, sr, sc, remaining):
 
 @njit(cache=True)
 def _work(dim):
+    """Work arrays of the assignment solver for matrices up to ``dim`` x ``dim``."""
     return (
         np.zeros(dim),
         np.zeros(dim),
@@ -163,6 +166,7 @@ def linear_sum_assignment(cost):
 
 @njit(cache=True)
 def _normalise(boxes, r0, n, sx, sy, out, atans):
+    """Paper rule: corners times ``1/W`` and ``1/H``; also each box's ``atan(w / (h + eps))`` for CIoU's ``v``."""
     for i in range(n):
         x1 = boxes[r0 + i, 0] * sx
         y1 = boxes[r0 + i, 1] * sy
@@ -177,7 +181,7 @@ def _normalise(boxes, r0, n, sx, sy, out, atans):
 
 @njit(cache=True)
 def _ciou01_pre(a0, a1, a2, a3, atan_a, b0, b1, b2, b3, atan_b):
-    # ciou01 with the aspect-ratio arctangents precomputed per box; same operations, same order
+    """:func:`ciou01` with the aspect-ratio arctangents precomputed per box (same operations, same order)."""
     wa = a2 - a0
     ha = a3 - a1
     wb = b2 - b0
@@ -203,6 +207,7 @@ def _ciou01_pre(a0, a1, a2, a3, atan_a, b0, b1, b2, b3, atan_b):
 
 @njit(cache=True)
 def _one_spatial(pboxes, pcodes, p0, n, gboxes, gcodes, g0, m, sx, sy, sim, s0, mode, lam_sem, lam_sp, buf, work):
+    """Paper rule for S of one response (see :func:`spatial_batch`), in the batch's work arrays."""
     pn, pa, gn, ga, cost_buf, credit, simv = buf
     u, v, spc, path, col4row, row4col, sr, sc, remaining = work
     # normalised corners: the paper multiplies by 1/W and 1/H
@@ -227,7 +232,9 @@ def _one_spatial(pboxes, pcodes, p0, n, gboxes, gcodes, g0, m, sx, sy, sim, s0, 
                 s = 1.0 if pcodes[p0 + i] == gcodes[g0 + j] else 0.0
             # CIoU is symmetric operation by operation, so one value serves the cost (paper: CIoU(pred, gt)) and
             # the credit (paper: CIoU(gt, pred))
-            c = _ciou01_pre(gn[j, 0], gn[j, 1], gn[j, 2], gn[j, 3], ga[j], pn[i, 0], pn[i, 1], pn[i, 2], pn[i, 3], pa[i])
+            c = _ciou01_pre(
+                gn[j, 0], gn[j, 1], gn[j, 2], gn[j, 3], ga[j], pn[i, 0], pn[i, 1], pn[i, 2], pn[i, 3], pa[i]
+            )
             if not math.isfinite(c):
                 c = 0.0
             cij = lam_sem * (1.0 - s) + lam_sp * (1.0 - c)

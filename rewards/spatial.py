@@ -26,7 +26,7 @@ import logging
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -116,7 +116,8 @@ class RewardConfig:
             setattr(self, name, float(v))
         for name in ("gate_on_format", "gate_spatial_on_accuracy"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"reward.{name} must be true or false, got {getattr(self, name)!r}")
+                # every config error is a ValueError that names the field (the config loader reports those)
+                raise ValueError(f"reward.{name} must be true or false, got {getattr(self, name)!r}")  # noqa: TRY004
 
 
 _WEIGHTS = (
@@ -161,17 +162,17 @@ class GroundTruth:
     """The stripped answer, ``"(B) behind"``."""
     key: str = ""
     """The answer as accuracy compares it (stripped, lower-cased)."""
-    ids: list = None
+    ids: list = field(default_factory=list)
     """Object ids as written."""
-    names: list = None
+    names: list = field(default_factory=list)
     """Object names by the paper's name rule."""
-    codes: list = None
+    codes: list = field(default_factory=list)
     """Integer codes of ``names`` (exact similarity compares codes)."""
-    strict_codes: list = None
+    strict_codes: list = field(default_factory=list)
     """Integer codes of the strict preset's labels."""
-    flat: list = None
+    flat: list = field(default_factory=list)
     """Boxes as flat floats ``[x1, y1, x2, y2, ...]`` (pixels)."""
-    relationships: list = None
+    relationships: list = field(default_factory=list)
     """``(subject, predicate, object)`` triples as written."""
     n_rel: int = 0
     error: str = ""
@@ -212,10 +213,11 @@ class _IdCodes(dict):
 _MAX_CACHE = 100_000
 _NAME_CODES = _Codes()
 _PAPER_ID_CODES = _IdCodes(paper_object_name)
-_STRICT_ID_CODES = _IdCodes(object_label)
+_MAX_NAMES = 1_000_000
 _GT_CACHE: dict[str, GroundTruth] = {}
 _NUMBER_TYPES = (int, float)
-_GT_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
+_BIG_INT = 1 << 53
+_GT_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
 
 def parse_ground_truth(ground_truth: str) -> GroundTruth:
@@ -236,7 +238,7 @@ def parse_ground_truth(ground_truth: str) -> GroundTruth:
 
 
 def _parse_ground_truth(text) -> GroundTruth:
-    gt = GroundTruth(ids=[], names=[], codes=[], strict_codes=[], flat=[], relationships=[])
+    gt = GroundTruth()
     if not isinstance(text, str):
         gt.error = f"ground_truth must be a string, got {type(text).__name__}"
         return gt
@@ -314,19 +316,8 @@ def is_sample_error(error: str) -> bool:
     """True when ``error`` says the sample could not be scored (see :data:`SAMPLE_ERROR`)."""
     return error.startswith(SAMPLE_ERROR)
 
+
 _BAD_ITEM = "item must be (response, ground_truth, image_size) or a mapping with those keys"
-
-
-def _count_paper(has_objects: bool, n_obj: int, n_rel: int, gt: GroundTruth, cfg: RewardConfig) -> float:
-    """Paper count rule: ``obj = max(0, 1 - |Np - Ng| / max(Ng, 1))``; C = obj when the GT has no relations, else
-    ``lambda_obj*obj + lambda_rel*rel`` (rel alike); C = 0 when the prediction has no ``objects`` key."""
-    if not has_objects:
-        return 0.0
-    ng = len(gt.codes)
-    obj = max(0.0, 1 - abs(n_obj - ng) / max(ng, 1))
-    if not gt.n_rel:
-        return obj
-    return obj * cfg.lambda_obj + max(0.0, 1 - abs(n_rel - gt.n_rel) / max(gt.n_rel, 1)) * cfg.lambda_rel
 
 
 def _count_strict(n_obj: int, n_rel: int, gt: GroundTruth, cfg: RewardConfig) -> float:
@@ -470,7 +461,10 @@ def _score_spatialthinker(items: Sequence, cfg: RewardConfig, sim: LabelSimilari
         if gt.error or gt.scene_error:
             out[k] = [*_ZERO, SAMPLE_ERROR + (gt.error or gt.scene_error)]
             continue
-        wh = _image_wh(size)
+        if type(size) is list and len(size) == 2 and type(size[0]) is int and type(size[1]) is int:
+            wh = size if 0 < size[0] < _BIG_INT and 0 < size[1] < _BIG_INT else None  # the common [W, H]
+        else:
+            wh = _image_wh(size)
         if wh is None:
             out[k] = [*_ZERO, SAMPLE_ERROR + f"image_size must be [W, H], two positive numbers; got {size!r:.60}"]
             continue
@@ -489,7 +483,8 @@ def _score_spatialthinker(items: Sequence, cfg: RewardConfig, sim: LabelSimilari
         if ids is None:
             out[k] = [wf * fmt + wa * acc, fmt, 0.0, acc, 0.0, err]
             continue
-        # count rule of the paper (see _count_paper), inlined
+        # count rule of the paper: obj = max(0, 1 - |Np - Ng| / max(Ng, 1)); C = obj when the GT has no relations,
+        # else lambda_obj*obj + lambda_rel*rel (rel alike); C = 0 when the prediction has no "objects" key
         count = 0.0
         gt_codes = gt.codes
         ng = len(gt_codes)
@@ -637,6 +632,11 @@ def score_rows(items: Sequence, cfg: RewardConfig | None = None) -> list:
 
 
 def _score_rows(items: Sequence, cfg: RewardConfig) -> list:
+    if len(_NAME_CODES.names) > _MAX_NAMES:  # codes are only compared within a batch: start afresh between batches
+        _NAME_CODES.clear()
+        _NAME_CODES.names.clear()
+        _PAPER_ID_CODES.clear()
+        _GT_CACHE.clear()
     if cfg.preset == "vanilla":
         return _score_vanilla(items, cfg)
     sim = get_similarity(cfg.label_similarity)
@@ -732,12 +732,12 @@ def perfect_response(
 
 __all__ = [
     "PRESETS",
+    "SAMPLE_ERROR",
     "GroundTruth",
     "RewardBreakdown",
     "RewardConfig",
-    "SAMPLE_ERROR",
-    "is_sample_error",
     "compute_reward",
+    "is_sample_error",
     "parse_ground_truth",
     "perfect_response",
     "score_batch",

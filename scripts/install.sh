@@ -21,7 +21,7 @@ for arg in "$@"; do
     --cpu) variant=cpu ;;
     --dev) dev=1 ;;
     --force) force=1 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $arg (use --gpu, --dev, --force)" >&2; exit 2 ;;
   esac
 done

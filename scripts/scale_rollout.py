@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -37,6 +38,12 @@ def find_control(run: str, address: str | None, namespace: str | None):
     if info:
         run, namespace, address = info["run_id"], namespace or info["namespace"], address or info["ray_address"]
     address = address or os.environ.get("RAY_ADDRESS") or "auto"
+    host, _, port = address.rpartition(":")
+    if host and port.isdigit():  # Ray would retry an absent GCS for minutes: probe it first
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except OSError as e:
+            raise UsageError(f"cannot reach a Ray cluster at {address!r}: {e.strerror or e}") from None
     try:
         ray.init(address=address, namespace=namespace or "spatialthinker", log_to_driver=False, logging_level="ERROR")
     except (ConnectionError, RuntimeError) as e:

@@ -25,7 +25,9 @@ from actors.vllm_engine import (
 
 TEMPERATURE = 0.7
 TOLERANCE = 0.05
-"""Mean |engine log-prob - learner log-prob| allowed (float32 both sides; the rest is the logit-bias mass)."""
+"""Mean |engine log-prob - actors.policy.token_logprobs| allowed (float32 both sides)."""
+EXACT = 1e-4
+"""Mean |engine log-prob - exact reference| allowed (see _exact_diff): float32 rounding only."""
 
 
 def _image(w: int, h: int, seed: int) -> Image.Image:
@@ -77,18 +79,42 @@ def learner(tiny_model):
     return load_policy(tiny_model, "float32").eval()
 
 
-def _logprob_diff(model, groups, pad_id: int) -> float:
-    """Mean |engine - learner| over all sampled tokens, the learner scoring with actors.policy.token_logprobs."""
-    from actors.policy import Sequence, token_logprobs
+def _pairs(groups):
+    return [(g, r) for g in groups for r in g.responses]
 
-    pairs = [(g, r) for g in groups for r in g.responses]
-    logprobs, mask = token_logprobs(model, [Sequence(g.prompt, r.token_ids) for g, r in pairs], pad_id, TEMPERATURE)
+
+def _diff(rows: list[list[float]], groups) -> float:
     diffs = []
-    for i, (_, r) in enumerate(pairs):
-        learner_lp = logprobs[i][mask[i]].tolist()
+    for learner_lp, (_, r) in zip(rows, _pairs(groups)):
         assert len(learner_lp) == len(r.engine_logprobs) == len(r.token_ids)
         diffs += [abs(a - b) for a, b in zip(learner_lp, r.engine_logprobs)]
     return sum(diffs) / len(diffs)
+
+
+def _learner_diff(model, groups, pad_id: int) -> float:
+    """Mean |engine - learner| over all sampled tokens, the learner scoring with actors.policy.token_logprobs."""
+    from actors.policy import Sequence, token_logprobs
+
+    pairs = _pairs(groups)
+    logprobs, mask = token_logprobs(model, [Sequence(g.prompt, r.token_ids) for g, r in pairs], pad_id, TEMPERATURE)
+    return _diff([logprobs[i][mask[i]].tolist() for i in range(len(pairs))], groups)
+
+
+def _exact_diff(model, groups, engine) -> float:
+    """Mean |engine - reference|, the reference being the transformers forward pass of the distribution the engine
+    samples from: Qwen2.5-VL's 3D (mrope) positions for image tokens (transformers computes them only when given
+    ``mm_token_type_ids``) and the forbidden tokens' logits removed (the engine's logit bias)."""
+    from actors.policy import Sequence, collate
+
+    pairs = _pairs(groups)
+    kwargs, target, mask = collate(
+        [Sequence(g.prompt, r.token_ids) for g, r in pairs], engine.encoder.pad_token_id, engine.image_token_id
+    )
+    with torch.no_grad():
+        logits = model(**kwargs, use_cache=False).logits[:, :-1].float() / TEMPERATURE
+    logits[..., engine.encoder.forbidden_ids] = -float("inf")
+    logprobs = torch.log_softmax(logits, -1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    return _diff([logprobs[i][mask[i]].tolist() for i in range(len(pairs))], groups)
 
 
 def test_collapse_image_tokens():
@@ -149,10 +175,14 @@ def test_greedy_and_seeded_sampling_are_reproducible(engine, requests_):
 @pytest.mark.slow
 def test_engine_logprobs_match_the_learner(engine, learner, requests_):
     groups = engine.generate(requests_, 4, max_new_tokens=32)
-    diff = _logprob_diff(learner, groups, engine.encoder.pad_token_id)
+    diff, exact = _learner_diff(learner, groups, engine.encoder.pad_token_id), _exact_diff(learner, groups, engine)
     tokens = sum(g.response_tokens for g in groups)
-    print(f"\nengine vs learner log-probs (float32, T={TEMPERATURE}): mean |diff| {diff:.5f} over {tokens} tokens")
+    print(
+        f"\nengine vs learner log-probs (float32, T={TEMPERATURE}, {tokens} tokens): mean |diff| {diff:.5f} to "
+        f"actors.policy.token_logprobs, {exact:.2e} to the exact reference"
+    )
     assert diff < TOLERANCE
+    assert exact < EXACT
 
 
 @pytest.mark.slow
@@ -170,9 +200,13 @@ def test_weight_update_reaches_the_engine(engine, learner, requests_, tiny_model
         print(f"\nweight sync (object store path, {len(new)} tensors): {time.perf_counter() - start:.2f} s")
         groups = engine.generate(requests_, 4, max_new_tokens=32)
         pad = engine.encoder.pad_token_id
-        diff_new, diff_old = _logprob_diff(updated, groups, pad), _logprob_diff(learner, groups, pad)
-        print(f"after update: mean |diff| to the new weights {diff_new:.5f}, to the old weights {diff_old:.5f}")
-        assert diff_new < TOLERANCE
+        diff_new, diff_old = _learner_diff(updated, groups, pad), _learner_diff(learner, groups, pad)
+        exact = _exact_diff(updated, groups, engine)
+        print(
+            f"after update: mean |diff| to the new weights {diff_new:.5f} (exact reference {exact:.2e}), "
+            f"to the old weights {diff_old:.5f}"
+        )
+        assert diff_new < TOLERANCE and exact < EXACT
         assert diff_old > 4 * TOLERANCE
 
         # weights whose every next token is the stop token: finish reason "stop", stop token kept
@@ -244,8 +278,15 @@ def test_nccl_weight_sync_buckets_and_config():
 
     gen = torch.Generator().manual_seed(0)
     state = {}
-    for i, (shape, dtype) in enumerate([((300, 300), torch.float32), ((64,), torch.float32), ((700, 500), torch.bfloat16),
-                                        ((1000, 100), torch.float32), ((10, 10), torch.bfloat16)]):
+    for i, (shape, dtype) in enumerate(
+        [
+            ((300, 300), torch.float32),
+            ((64,), torch.float32),
+            ((700, 500), torch.bfloat16),
+            ((1000, 100), torch.float32),
+            ((10, 10), torch.bfloat16),
+        ]
+    ):
         state[f"model.layers.{i}.weight"] = torch.randn(shape, generator=gen).to(dtype)
     nbytes = bucket_bytes(RolloutSettings(weight_sync="nccl", weight_sync_bucket_mb=1))
     assert nbytes == 1 << 20
@@ -265,3 +306,30 @@ def test_nccl_weight_sync_buckets_and_config():
     config = nccl_weight_transfer_config()
     assert config.backend == "nccl"
     assert EngineArgs(model="unused", weight_transfer_config=config).weight_transfer_config.backend == "nccl"
+
+
+def test_rollout_worker_sync_client_gives_each_engine_its_rank():
+    from actors.vllm_engine import RolloutWorkerSyncClient
+
+    calls = []
+
+    class Handle:
+        def __init__(self, i):
+            self.i = i
+            self.weight_transfer = self
+
+        def remote(self, method, *args):
+            calls.append((self.i, method, args))
+            return (self.i, method)
+
+    client = RolloutWorkerSyncClient([Handle(0), Handle(1), Handle(2)], ranks_per_engine=2, get=lambda refs: refs)
+    client.init_weight_transfer_engine({"master_address": "10.0.0.1", "master_port": 1, "rank_offset": 1})
+    assert [c[2][0]["init_info"]["rank_offset"] for c in calls] == [1, 3, 5]
+    calls.clear()
+    client.start_weight_update()
+    client.update_weights({"names": ["w"], "dtype_names": ["float32"], "shapes": [[2]]})
+    client.finish_weight_update()
+    assert [(c[0], c[1]) for c in calls] == [
+        (i, m) for m in ("start_weight_update", "update_weights", "finish_weight_update") for i in range(3)
+    ]
+    assert calls[3][2] == ({"update_info": {"names": ["w"], "dtype_names": ["float32"], "shapes": [[2]]}},)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from rewards import spatial, template
 from rewards.spatial import RewardConfig, compute_reward, score_batch
 
 GOLDEN = Path(__file__).resolve().parents[2].parent / "shared" / "golden" / "reward_official_sample.jsonl"
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.skipif(
 def has_bad_box(response: str) -> bool:
     """Independent of the implementation: does the first scene block hold a 4-number box that is not valid corners
     (x1 > x2 or y1 > y2, NaN or infinite, a boolean)?"""
-    m = re.search(r"<scene>(.*?)</scene>", response, re.S)
+    m = re.search(r"<scene>(.*?)</scene>", response, re.DOTALL)
     if not m:
         return False
     try:
@@ -100,3 +101,13 @@ def test_golden_single_calls_agree_with_the_batch(golden):
     for r, b in list(zip(rows, results))[::37]:
         single = compute_reward(r["response"], r["ground_truth"], tuple(r["image_size"]))
         assert single == b
+
+
+def test_golden_same_with_the_standard_library_json(golden, monkeypatch):
+    """orjson is an optional accelerator: without it every score is the same."""
+    rows, results = golden
+    monkeypatch.setattr(template, "_fast_loads", json.loads)
+    monkeypatch.setattr(template, "_FAST_ERRORS", (ValueError, RecursionError))
+    monkeypatch.setattr(spatial, "_GT_CACHE", {})
+    stdlib = score_batch([(r["response"], r["ground_truth"], r["image_size"]) for r in rows])
+    assert stdlib == results
