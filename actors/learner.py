@@ -129,6 +129,7 @@ class LearnerWorker:
         self.old: list[torch.Tensor] = []
         self.ref: list[torch.Tensor] | None = None
         self.diff: tuple[float, float, int] = (0.0, 0.0, 0)
+        self.sender, self.sender_key = None, None
 
     def master_address(self) -> str:
         return f"{node_ip()}:{free_port()}"
@@ -277,6 +278,24 @@ class LearnerWorker:
                 return {k: v.detach().to("cpu").clone() for k, v in self.engine.module.state_dict().items()}
         return None
 
+    def send_weights_nccl(self, workers: list, bucket_mb: int) -> float | None:
+        """``rollout.weight_sync=nccl``: gather the weights (collective), then rank 0 broadcasts them to every engine
+        through vLLM's weight-transfer API. The NCCL group is rebuilt when the set of engines changes. GPU only."""
+        state = self.get_weights()
+        if self.rank != 0:
+            return None
+        # vLLM is an optional dependency of learner nodes; only this path needs it
+        from actors.vllm_engine import NCCLSenderConfig, NCCLWeightSender, RolloutWorkerSyncClient
+
+        key = tuple(w._actor_id.hex() for w in workers)
+        if key != self.sender_key:
+            if self.sender is not None:
+                self.sender.close()
+            config = NCCLSenderConfig(node_ip(), free_port(), len(workers), int(bucket_mb) << 20)
+            self.sender = NCCLWeightSender(RolloutWorkerSyncClient(workers), config, device=self.device)
+            self.sender_key = key
+        return self.sender.send(state)
+
     def save_checkpoint(self, directory: str, tag: str) -> str:
         """DeepSpeed checkpoint (sharded model and optimizer state) under ``directory/tag``; collective."""
         self.engine.save_checkpoint(directory, tag=tag, save_latest=False)
@@ -373,6 +392,9 @@ class LearnerGroup:
         refs = [r.get_weights.remote() for r in self.ranks]
         ray.get(refs[1:])
         return refs[0]
+
+    def send_weights_nccl(self, workers: list, bucket_mb: int) -> None:
+        ray.get([r.send_weights_nccl.remote(workers, bucket_mb) for r in self.ranks])
 
     def save_checkpoint(self, directory: str, tag: str) -> None:
         ray.get([r.save_checkpoint.remote(directory, tag) for r in self.ranks])

@@ -138,6 +138,11 @@ class RolloutWorker:
         """Calls into the engine's NCCL weight-transfer path (``rollout.weight_sync=nccl``)."""
         return getattr(self.engine, method)(*args, **kwargs)
 
+    def set_version(self, version: int) -> int:
+        """Record the weight version after an NCCL update (the object-store path records it in update_weights)."""
+        self.version = int(version)
+        return self.version
+
     def generate(self, requests: list[RolloutRequest], n: int, sampling: dict | None = None):
         """Returns ``(summary, group_0, ..., group_k)``; call with ``.options(num_returns=len(requests) + 1)`` so each
         prompt group becomes its own object and travels on by reference. ``sampling`` overrides temperature, top_p

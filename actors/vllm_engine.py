@@ -35,11 +35,18 @@ import time
 import uuid
 from dataclasses import dataclass
 
+import psutil
+import ray
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
+from actors.model import PromptEncoder
 from actors.records import EncodedPrompt, PromptGroup, Response, RolloutRequest
 from actors.settings import RolloutSettings, resolve_dtype
+
+# vllm itself is imported inside the functions that need it: it is an optional dependency (the hf engine, the
+# learner and the tests of other roles must import this module's helpers without it).
 
 LOGIT_BIAS_BLOCK = -100.0
 """Logit bias that keeps the encoder's forbidden (image/vision) tokens from being sampled."""
@@ -82,8 +89,6 @@ def collapse_image_tokens(ids: list[int], image_token_id: int) -> list[int]:
 
 def _reload_from_file(worker, path: str) -> int:
     """Runs INSIDE vLLM's worker process (through ``LLM.collective_rpc``): in-place reload from a safetensors file."""
-    from safetensors.torch import load_file
-
     weights = load_file(path)
     worker.reload_weights(weights_iterator=iter(weights.items()))
     return len(weights)
@@ -127,8 +132,6 @@ class VLLMEngine:
                 "bash scripts/install.sh --gpu (GPU build)"
             ) from e
         from vllm import LLM
-
-        from actors.model import PromptEncoder
 
         self.settings = settings
         self.device = _resolve_device(settings.device)
@@ -283,8 +286,6 @@ class VLLMEngine:
             seen[key] = k
             tensors[k] = t
         path = os.path.join(_shm_dir(state_dict_nbytes(tensors)), f"vllm-weights-{os.getpid()}-{uuid.uuid4().hex}.st")
-        from safetensors.torch import save_file
-
         try:
             save_file(tensors, path)
             loaded = self.llm.collective_rpc(_reload_from_file, args=(path,))
@@ -330,8 +331,6 @@ class VLLMEngine:
 
     def child_pids(self) -> list[int]:
         """PIDs of the processes vLLM started for this engine (engine core, workers)."""
-        import psutil
-
         return [p.pid for p in psutil.Process().children(recursive=True)]
 
     def close(self) -> None:
@@ -431,8 +430,6 @@ class RolloutWorkerSyncClient:
     the shared one vLLM's trainer engine sends."""
 
     def __init__(self, handles: list, method: str = "weight_transfer", ranks_per_engine: int = 1, get=None):
-        import ray
-
         self.handles, self.method, self.ranks_per_engine = list(handles), method, ranks_per_engine
         self.get = get or ray.get
 

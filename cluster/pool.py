@@ -35,6 +35,7 @@ class _Worker:
     handle: object
     inflight: int = 0
     tasks: int = 0
+    version: int = -1
 
 
 @dataclass
@@ -113,6 +114,7 @@ class RolloutPool:
                 ray.kill(w.handle, no_restart=True)
                 self.events.append(("unplaced", w.wid, time.time()))
             else:
+                w.version = self.version if self.weights_ref is not None else 0
                 self.workers[w.wid] = w
                 self.events.append(("add", w.wid, time.time()))
                 added.append(w.wid)
@@ -167,10 +169,25 @@ class RolloutPool:
         for ref, wid in pending.items():
             try:
                 ray.get(ref)
+                self.workers[wid].version = version
             except DEAD:
                 log.warning("rollout worker %s died during weight sync; replacing it", wid)
                 self._drop(wid, kill=False, why="died")
         self._refill()
+
+    def sync_weights_nccl(self, learners, version: int, bucket_mb: int) -> None:
+        """``rollout.weight_sync=nccl``: learner rank 0 broadcasts to every engine; then record the version."""
+        self._refill()
+        handles = [w.handle for w in self.workers.values()]
+        learners.send_weights_nccl(handles, bucket_mb)
+        ray.get([h.set_version.remote(version) for h in handles])
+        for w in self.workers.values():
+            w.version = version
+        self.version = version
+
+    def stale(self, version: int) -> bool:
+        """Whether a live worker holds older weights than ``version`` (a replacement that joined after a sync)."""
+        return any(w.version != version for w in self.workers.values())
 
     # -- generation -----------------------------------------------------------------------------------------------
     def generate(self, requests: list[RolloutRequest], n: int, sampling: dict | None = None) -> list[GroupResult]:

@@ -34,6 +34,8 @@ from actors.reward_worker import RewardWorker
 from actors.settings import resolve_dtype
 from actors.warmstart import sft_warm_start
 from cluster import control as control_mod
+from cluster.benchmarks import load_benchmark
+from cluster.evaluation import build_requests, evaluate_rows
 from cluster.checkpoints import CheckpointError, CheckpointStore, atomic_write, read_state
 from cluster.config import ConfigError, TrainConfig, flatten, resolve_output_dir
 from cluster.plots import plot_run
@@ -367,7 +369,11 @@ class GRPOTrainer:
 
     # -- one step ---------------------------------------------------------------------------------------------------
     def _sync_weights(self) -> None:
-        self.pool.sync_weights(self.learners.weights(), self.version)
+        r = self.cfg.rollout
+        if r.weight_sync == "nccl":
+            self.pool.sync_weights_nccl(self.learners, self.version, r.weight_sync_bucket_mb)
+        else:
+            self.pool.sync_weights(self.learners.weights(), self.version)
 
     def _apply_scaling(self) -> None:
         desired = ray.get(self.control.desired_rollout_workers.remote())
@@ -386,6 +392,8 @@ class GRPOTrainer:
         cfg, timings = self.cfg, {}
         with timed(timings, "step"):
             self._apply_scaling()
+            if self.pool.stale(self.version):  # a worker joined without the current weights (nccl path)
+                self._sync_weights()
             requests = self.stream.take(cfg.algo.prompts_per_step, self.step + 1)
             with timed(timings, "generate"):
                 results = self.pool.generate(requests, cfg.rollout.group_size)
@@ -442,11 +450,31 @@ class GRPOTrainer:
         metrics = reward_metrics("val", rewards)
         metrics["val/reward"] = metrics.pop("val/total")
         metrics["val/samples"] = len(rewards)
-        metrics["time/validate"] = timings["validate"]
+        with timed(timings, "validate_benchmarks"):
+            metrics.update(self.validate_benchmarks())
+        metrics.update(step_metrics(timings))
         self.val_history[str(self.step)] = {"reward": metrics["val/reward"], "accuracy": metrics["val/accuracy"]}
         log.info("validation at step %d: reward %.4f accuracy %.4f format %.3f (%d samples)", self.step,
                  metrics["val/reward"], metrics["val/accuracy"], metrics["val/format"], len(rewards))
         return metrics
+
+    def validate_benchmarks(self) -> dict:
+        """The ``eval.benchmarks`` (each capped at ``eval.val_samples`` rows), greedy through the rollout pool, scored
+        as ``scripts/evaluate.py`` scores them; ``val/<benchmark>/<metric>``."""
+        e = self.cfg.eval
+        if not e.benchmarks:
+            return {}
+        if not hasattr(self, "benchmark_rows"):
+            self.benchmark_rows = [
+                row for name in e.benchmarks
+                for row in load_benchmark(name, data_root=e.benchmark_root, limit=e.val_samples or None)
+            ]
+        requests = build_requests(self.benchmark_rows, self.prompts)
+        results = self.pool.generate(requests, 1, {"temperature": e.val_temperature})
+        outputs = [ray.get(r.group).responses[0].text for r in results]
+        report = evaluate_rows(self.benchmark_rows, outputs, reward_cfg=self.cfg.reward)
+        log.info("benchmarks at step %d:\n%s", self.step, report.table())
+        return report.metrics("val")
 
     # -- the loop ---------------------------------------------------------------------------------------------------
     def _log(self, metrics: dict) -> None:

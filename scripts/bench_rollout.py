@@ -20,14 +20,22 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import numpy as np  # noqa: E402
+import ray  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from actors.model import TinyModelSpec, build_tiny_model, load_policy  # noqa: E402
+from actors.records import PromptGroup, RolloutRequest, TaskSample  # noqa: E402
+from actors.rollout import RolloutWorker  # noqa: E402
+from actors.settings import RolloutSettings  # noqa: E402
+from actors.vllm_engine import VLLMEngine, state_dict_nbytes  # noqa: E402
+from rewards.prompt import PromptBuilder  # noqa: E402
+
 
 def make_requests(k: int):
     """``k`` STVQA-style requests with synthetic PIL images (various sizes and aspect ratios)."""
-    import numpy as np
-    from PIL import Image, ImageDraw
 
-    from actors.records import RolloutRequest, TaskSample
-    from rewards.prompt import PromptBuilder
 
     prompts, rng, out = PromptBuilder(), np.random.default_rng(0), []
     sizes = [(640, 480), (480, 640), (800, 600), (300, 300), (1024, 512), (512, 384), (200, 320), (720, 405)]
@@ -55,7 +63,6 @@ def make_requests(k: int):
 
 def tokens_of(result) -> int:
     """Response tokens in whatever a generate call returned (a list of PromptGroup, or (summary, *groups))."""
-    from actors.records import PromptGroup
 
     if isinstance(result, PromptGroup):
         return result.response_tokens
@@ -65,9 +72,7 @@ def tokens_of(result) -> int:
 
 
 def perturbed_state(model_path: str, dtype: str, seed: int = 0) -> dict:
-    import torch
 
-    from actors.model import load_policy
 
     gen = torch.Generator().manual_seed(seed)
     state = load_policy(model_path, dtype).state_dict()
@@ -90,7 +95,6 @@ def time_generate(fn, requests, n: int, repeats: int) -> tuple[float, int, float
 
 def time_sync(load, state: dict, repeats: int) -> tuple[float, float]:
     """(seconds per sync, GB/s) of ``load(state)``, best of ``repeats`` after one warm-up."""
-    from actors.vllm_engine import state_dict_nbytes
 
     load(state)
     best = min(_timed(load, state) for _ in range(repeats))
@@ -122,9 +126,6 @@ def main(argv=None) -> int:
     ap.add_argument("--large-layers", type=int, default=8, help="larger tiny model: decoder layers")
     a = ap.parse_args(argv)
 
-    from actors.model import TinyModelSpec, build_tiny_model
-    from actors.settings import RolloutSettings
-    from actors.vllm_engine import VLLMEngine, state_dict_nbytes
 
     model = a.model or build_tiny_model(os.path.join(a.out, "tiny_model"))
     settings = RolloutSettings(
@@ -194,13 +195,7 @@ def main(argv=None) -> int:
 def bench_pool(model: str, settings, a, requests, batch: str) -> list[tuple[str, str, str]]:
     """The same batch through ``actors.rollout.RolloutWorker`` (interface ``RolloutWorker.remote(worker_id,
     model_path, settings, dtype, seed)``, ``generate.remote(requests, n)``, ``update_weights.remote(state,
-    version)``), or one row saying why not."""
-    try:
-        import ray
-
-        from actors.rollout import RolloutWorker
-    except Exception as e:  # noqa: BLE001 (any import failure of the pool: report it, run the rest)
-        return [("through the rollout pool", "skipped", f"cannot import actors.rollout.RolloutWorker: {e!r}")]
+    version)``)."""
     rows = []
     started = not ray.is_initialized()
     if started:
@@ -228,7 +223,6 @@ def bench_pool(model: str, settings, a, requests, batch: str) -> list[tuple[str,
                 f"{batch}; {tokens} tokens in {seconds:.2f} s, results fetched to the driver",
             )
         )
-        from actors.vllm_engine import state_dict_nbytes
 
         state = perturbed_state(model, a.dtype, seed=1)
         version = iter(range(1, 1000))

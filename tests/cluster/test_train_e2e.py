@@ -80,7 +80,8 @@ def test_train_validate_checkpoint_resume(tmp_path, engine):
     log = p.stdout + p.stderr
     assert p.returncode == 0, log[-6000:]
     assert "resumed from" in log and "step 3/3" in log and "step 1/3" not in log
-    assert "settings changed on resume: rollout.temperature: 1.0 -> 0.9" in log
+    assert "settings changed on resume" in log and "rollout.temperature: 1.0 -> 0.9" in log
+    assert "rollout.temperature" in (out / "config_changes.jsonl").read_text()
     client, run2 = mlflow_run(out)
     assert run2.info.run_id == run.info.run_id
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "reward/total")) == [1, 2, 3]
@@ -95,3 +96,39 @@ def test_train_validate_checkpoint_resume(tmp_path, engine):
 def test_bad_dataset_path_is_one_line(tmp_path):
     p = run_cli(tmp_path / "r", "--set", f"data.dataset={tmp_path / 'nope'}")
     assert p.returncode == 2 and "error:" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_vllm_worker_killed_mid_step_is_replaced_with_current_weights(tmp_path, stvqa_dir, tiny_model):
+    import os
+    import signal
+    import threading
+
+    import ray
+
+    from cluster.config import load_config
+    from cluster.trainer import GRPOTrainer
+
+    cfg = load_config(None, [
+        f"output_dir={tmp_path / 'elastic'}", f"model.path={tiny_model}", f"data.dataset={stvqa_dir}",
+        "rollout.max_new_tokens=48", "rollout.group_size=2", "algo.prompts_per_step=4", "algo.prompts_per_update=2",
+        "rollout.max_workers=3", "steps=3", "ray_num_cpus=4", "eval.val_before_train=false", "eval.val_every=0",
+    ])
+    trainer = GRPOTrainer(cfg)
+    try:
+        trainer.setup()
+        assert trainer.pool.size() == 1
+        trainer.train_step()
+        ray.get(trainer.control.set_rollout_workers.remote(2))
+        trainer.train_step()
+        assert trainer.pool.size() == 2
+        victim = next(iter(trainer.pool.workers.values())).handle
+        pid = ray.get(victim.__ray_call__.remote(lambda self: os.getpid()))
+        threading.Timer(0.3, os.kill, (pid, signal.SIGKILL)).start()  # dies while the step is generating
+        metrics = trainer.train_step()
+        assert trainer.step == 3 and metrics["rollout/workers"] >= 1
+        assert any(event == "died" for event, _, _ in trainer.pool.events)
+        # every live worker, the replacement included, holds the latest weights
+        assert {ray.get(w.handle.ready.remote())["version"] for w in trainer.pool.workers.values()} == {trainer.version}
+        trainer.tracker.end("FINISHED")
+    finally:
+        trainer.shutdown()
