@@ -137,8 +137,12 @@ class LearnerWorker:
     def init(self, master: str, plan: BatchPlan) -> dict:
         host, port = master.rsplit(":", 1)
         os.environ.update(
-            MASTER_ADDR=host, MASTER_PORT=port, RANK=str(self.rank), WORLD_SIZE=str(self.world_size),
-            LOCAL_RANK="0", LOCAL_WORLD_SIZE="1",
+            MASTER_ADDR=host,
+            MASTER_PORT=port,
+            RANK=str(self.rank),
+            WORLD_SIZE=str(self.world_size),
+            LOCAL_RANK="0",
+            LOCAL_WORLD_SIZE="1",
         )
         # deepspeed reads DS_ACCELERATOR at import (set by setup_process), and is only needed on learner ranks
         import deepspeed
@@ -156,7 +160,10 @@ class LearnerWorker:
         self.grad_accum = max(1, math.ceil(plan.sequences_per_update / s.micro_batch_size))
         optimizer = torch.optim.AdamW(
             [p for p in model.parameters() if p.requires_grad],
-            lr=s.lr, betas=(s.beta1, s.beta2), eps=s.adam_eps, weight_decay=s.weight_decay,
+            lr=s.lr,
+            betas=(s.beta1, s.beta2),
+            eps=s.adam_eps,
+            weight_decay=s.weight_decay,
         )
         config = deepspeed_config(s, self.world_size, self.grad_accum, self.dtype)
         self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
@@ -210,7 +217,9 @@ class LearnerWorker:
         ``advantages``: [groups_per_rank][n] group-relative advantages from the driver.
         """
         if len(advantages) != len(self.batch):
-            raise ValueError(f"rank {self.rank} holds {len(self.batch)} groups but got {len(advantages)} advantage lists")
+            raise ValueError(
+                f"rank {self.rank} holds {len(self.batch)} groups but got {len(advantages)} advantage lists"
+            )
         start = time.perf_counter()
         plan, micro = self.plan, self.settings.micro_batch_size
         seqs = sequences(self.batch)
@@ -248,14 +257,22 @@ class LearnerWorker:
                 grad_norms.append(float(norm) if norm is not None else float("nan"))
         mean = {k: v / max(micro_steps, 1) for k, v in sums.items()}
         stats = UpdateStats(
-            loss=mean.pop("loss", 0.0), pg_loss=mean.pop("pg_loss", 0.0), kl=mean.pop("kl", 0.0),
-            clip_frac_high=mean.pop("clip_frac_high", 0.0), clip_frac_low=mean.pop("clip_frac_low", 0.0),
-            dual_clip_frac=mean.pop("dual_clip_frac", 0.0), ratio_mean=mean.pop("ratio_mean", 1.0),
-            ratio_max=ratio_max, grad_norm=sum(grad_norms) / max(len(grad_norms), 1),
-            lr=float(self.optimizer.param_groups[0]["lr"]), optimizer_steps=steps,
+            loss=mean.pop("loss", 0.0),
+            pg_loss=mean.pop("pg_loss", 0.0),
+            kl=mean.pop("kl", 0.0),
+            clip_frac_high=mean.pop("clip_frac_high", 0.0),
+            clip_frac_low=mean.pop("clip_frac_low", 0.0),
+            dual_clip_frac=mean.pop("dual_clip_frac", 0.0),
+            ratio_mean=mean.pop("ratio_mean", 1.0),
+            ratio_max=ratio_max,
+            grad_norm=sum(grad_norms) / max(len(grad_norms), 1),
+            lr=float(self.optimizer.param_groups[0]["lr"]),
+            optimizer_steps=steps,
             logprob_diff_mean=diff[0] / diff[2] if diff[2] else float("nan"),
-            logprob_diff_max=diff[1] if diff[2] else float("nan"), tokens=tokens,
-            seconds=time.perf_counter() - start, extra=mean,
+            logprob_diff_max=diff[1] if diff[2] else float("nan"),
+            tokens=tokens,
+            seconds=time.perf_counter() - start,
+            extra=mean,
         )
         self.batch, self.old, self.ref = [], [], None
         return stats
@@ -353,13 +370,15 @@ class LearnerGroup:
         world = settings.num_workers
         self.world_size = world
         self.plan = BatchPlan(
-            plan_total.groups_per_rank // world, plan_total.groups_per_update // world, plan_total.group_size,
+            plan_total.groups_per_rank // world,
+            plan_total.groups_per_update // world,
+            plan_total.group_size,
             plan_total.ppo_epochs,
         )
         self.ranks = [
-            LearnerWorker.options(num_cpus=settings.num_cpus, num_gpus=settings.num_gpus, **(actor_options or {})).remote(
-                rank, world, model_path, settings, loss, dtype, temperature, seed
-            )
+            LearnerWorker.options(
+                num_cpus=settings.num_cpus, num_gpus=settings.num_gpus, **(actor_options or {})
+            ).remote(rank, world, model_path, settings, loss, dtype, temperature, seed)
             for rank in range(world)
         ]
         master = ray.get(self.ranks[0].master_address.remote())
@@ -368,14 +387,19 @@ class LearnerGroup:
     def _shards(self, items: list) -> list[list]:
         k = self.plan.groups_per_rank
         if len(items) != k * self.world_size:
-            raise ValueError(f"the learner group trains on {k * self.world_size} prompt groups per step, got {len(items)}")
+            raise ValueError(
+                f"the learner group trains on {k * self.world_size} prompt groups per step, got {len(items)}"
+            )
         return [items[r * k : (r + 1) * k] for r in range(self.world_size)]
 
     def prepare(self, group_refs: list, ref_refs: list | None, use_engine_logprobs: bool) -> PrepareInfo:
         """Old log-probs on every rank; returns the merged :class:`PrepareInfo` in batch order."""
         refs = self._shards(ref_refs) if ref_refs is not None else [None] * self.world_size
         infos = ray.get(
-            [r.prepare.remote(g, rf, use_engine_logprobs) for r, g, rf in zip(self.ranks, self._shards(group_refs), refs)]
+            [
+                r.prepare.remote(g, rf, use_engine_logprobs)
+                for r, g, rf in zip(self.ranks, self._shards(group_refs), refs)
+            ]
         )
         return PrepareInfo(
             [kl for i in infos for kl in i.sequence_kl],

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -105,7 +106,7 @@ def _tokenizer_corpus() -> list[str]:
         other = names[(i + 3) % len(names)]
         for pred in SPATIAL_PREDICATES:
             lines.append(
-                f'<observe>I see a {name} {pred} the {other}.</observe>'
+                f"<observe>I see a {name} {pred} the {other}.</observe>"
                 f'<scene>{{"objects": [{{"id": "{name}.1", "bbox": [{i * 7 % 200}, {i * 13 % 200}, '
                 f'{i * 7 % 200 + 20}, {i * 13 % 200 + 30}]}}, {{"id": "{other}.2", "bbox": [1, 2, 30, 40]}}], '
                 f'"relationships": [{{"subject": "{name}.1", "predicate": "{pred}", "object": "{other}.2"}}]}}'
@@ -252,7 +253,10 @@ class PromptEncoder:
         self.pad_token_id = self.tokenizer.pad_token_id
         # tokens a response must never contain: they would be read as image slots
         self.forbidden_ids = sorted(
-            {self.tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|im_start|>")}
+            {
+                self.tokenizer.convert_tokens_to_ids(t)
+                for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|im_start|>")
+            }
             - {None, self.tokenizer.unk_token_id}
         )
 
@@ -277,6 +281,8 @@ class PromptEncoder:
         return EncodedPrompt(ids, ImageInputs(pixel_values, grid) if images else None)
 
     def decode(self, ids) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=False).replace("<|im_end|>", "").replace(
-            "<|endoftext|>", ""
+        return (
+            self.tokenizer.decode(ids, skip_special_tokens=False)
+            .replace("<|im_end|>", "")
+            .replace("<|endoftext|>", "")
         )

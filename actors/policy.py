@@ -118,7 +118,12 @@ def sequence_logprobs(
 
 
 def group_logprobs(
-    model, groups: list[PromptGroup], pad_id: int, temperature: float, micro_batch: int, blocked: list[int] | None = None
+    model,
+    groups: list[PromptGroup],
+    pad_id: int,
+    temperature: float,
+    micro_batch: int,
+    blocked: list[int] | None = None,
 ) -> list:
     """Per-group :class:`GroupLogprobs` of every response of ``groups``, scored ``micro_batch`` sequences at a time."""
     flat = sequence_logprobs(model, sequences(groups), pad_id, temperature, micro_batch, blocked)

@@ -73,7 +73,9 @@ class HFGenerateEngine:
         responses: list[list[Response]] = [[] for _ in requests]
         for start in range(0, len(work), s.batch_size):
             chunk = work[start : start + s.batch_size]
-            for (i, _), resp in zip(chunk, self._generate_batch([p for _, p in chunk], temperature, top_p, max_new_tokens)):
+            for (i, _), resp in zip(
+                chunk, self._generate_batch([p for _, p in chunk], temperature, top_p, max_new_tokens)
+            ):
                 responses[i].append(resp)
         return [PromptGroup(r.uid, r.index, p, rs, r.sample) for r, p, rs in zip(requests, prompts, responses)]
 
@@ -86,13 +88,20 @@ class HFGenerateEngine:
             ids[j, width - len(p.input_ids) :] = torch.tensor(p.input_ids)
             attention[j, width - len(p.input_ids) :] = 1
         kwargs = {"input_ids": ids, "attention_mask": attention}
-        kwargs.update(image_inputs(ids, [p.images for p in prompts if p.images is not None], self.model.config.image_token_id))
+        kwargs.update(
+            image_inputs(ids, [p.images for p in prompts if p.images is not None], self.model.config.image_token_id)
+        )
         kwargs = {k: v.to(self.device) for k, v in kwargs.items()}
         sampling = {"temperature": temperature, "top_p": top_p} if temperature > 0 else {}
         with torch.no_grad():
             out = self.model.generate(
-                **kwargs, **sampling, do_sample=temperature > 0, max_new_tokens=max_new_tokens, eos_token_id=eos,
-                pad_token_id=pad, suppress_tokens=self.encoder.forbidden_ids,
+                **kwargs,
+                **sampling,
+                do_sample=temperature > 0,
+                max_new_tokens=max_new_tokens,
+                eos_token_id=eos,
+                pad_token_id=pad,
+                suppress_tokens=self.encoder.forbidden_ids,
             )
         result = []
         for j in range(len(prompts)):

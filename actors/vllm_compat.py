@@ -145,7 +145,10 @@ def check() -> None:
     """Fail unless a FRESH interpreter (as vLLM's engine core gets) can import torchvision's transforms and vLLM."""
     import subprocess
 
-    code = "import torchvision.transforms.v2, vllm; print('torchvision', torchvision.__version__, 'vllm', vllm.__version__)"
+    code = (
+        "import torchvision.transforms.v2, vllm; "
+        "print('torchvision', torchvision.__version__, 'vllm', vllm.__version__)"
+    )
     r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"vllm compat check failed:\n{r.stderr[-3000:]}\nrun: bash scripts/install.sh")

@@ -60,8 +60,12 @@ class TrainingControl:
         if n < 1:
             raise ValueError("rollout worker count must be >= 1")
         self.desired = max(self.min_workers, min(self.max_workers, n))
-        note = "" if self.desired == n else f"capped to {self.desired} (rollout.min_workers={self.min_workers}, " \
+        note = (
+            ""
+            if self.desired == n
+            else f"capped to {self.desired} (rollout.min_workers={self.min_workers}, "
             f"rollout.max_workers={self.max_workers})"
+        )
         return {"requested": n, "accepted": self.desired, "note": note}
 
     def desired_rollout_workers(self) -> int:
@@ -78,5 +82,10 @@ class TrainingControl:
         self.status_info = dict(info)
 
     def status(self) -> dict:
-        return dict(self.status_info, run_id=self.run_id, desired_rollout_workers=self.desired,
-                    max_workers=self.max_workers, stop_requested=self.stop)
+        return dict(
+            self.status_info,
+            run_id=self.run_id,
+            desired_rollout_workers=self.desired,
+            max_workers=self.max_workers,
+            stop_requested=self.stop,
+        )

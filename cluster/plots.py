@@ -33,10 +33,16 @@ def plot_run(metrics_file: Path, out_png: Path) -> Path | None:
         points = [(r["step"], r[key]) for r in train if key in r]
         if points:
             ax_train.plot(*zip(*points), label=name, lw=2 if name == "total" else 1)
-    ax_train.set(title="training reward components (mean over the step's responses)", xlabel="step", ylim=(-0.02, 1.02))
+    ax_train.set(
+        title="training reward components (mean over the step's responses)", xlabel="step", ylim=(-0.02, 1.02)
+    )
     ax_train.legend(fontsize=8)
-    for key, label in (("val/reward", "reward"), ("val/accuracy", "accuracy"), ("val/format", "format"),
-                       ("val/spatial", "spatial")):
+    for key, label in (
+        ("val/reward", "reward"),
+        ("val/accuracy", "accuracy"),
+        ("val/format", "format"),
+        ("val/spatial", "spatial"),
+    ):
         points = [(r["step"], r[key]) for r in val if key in r]
         if points:
             ax_val.plot(*zip(*points), marker="o", label=label)

@@ -121,7 +121,10 @@ class RolloutPool:
         if failed:
             log.warning(
                 "%d rollout worker(s) could not be placed or started within %.0f s and were dropped; "
-                "training goes on with %d", len(failed), self.settings.placement_timeout_s, len(self.workers)
+                "training goes on with %d",
+                len(failed),
+                self.settings.placement_timeout_s,
+                len(self.workers),
             )
         return added, len(failed)
 

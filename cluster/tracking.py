@@ -45,8 +45,10 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
             raise TrackingError(f"MLflow tracking server {uri} answered HTTP {e.code}") from None
     except (OSError, urllib.error.URLError) as e:
         reason = getattr(e, "reason", e)
-        raise TrackingError(f"MLflow tracking server {uri} is not reachable ({reason}); start it or set "
-                            "mlflow_tracking_uri to null for a local file store") from None
+        raise TrackingError(
+            f"MLflow tracking server {uri} is not reachable ({reason}); start it or set "
+            "mlflow_tracking_uri to null for a local file store"
+        ) from None
 
 
 class Tracker:
@@ -88,7 +90,9 @@ class Tracker:
             if self.healthy:
                 log.warning(
                     "MLflow tracking at %s failed (%s); buffering in %s and training on",
-                    self.uri, str(e).splitlines()[0][:200], self.buffer_file,
+                    self.uri,
+                    str(e).splitlines()[0][:200],
+                    self.buffer_file,
                 )
             self.healthy = False
             self._buffer(kind, payload)
@@ -104,7 +108,9 @@ class Tracker:
             for i in range(0, len(params), 90):
                 self.client.log_batch(self.run_id, params=params[i : i + 90])
         elif kind == "tags":
-            self.client.log_batch(self.run_id, tags=[mlflow.entities.RunTag(k, v) for k, v in payload["values"].items()])
+            self.client.log_batch(
+                self.run_id, tags=[mlflow.entities.RunTag(k, v) for k, v in payload["values"].items()]
+            )
         elif kind == "artifact":
             p = Path(payload["path"])
             if p.is_dir():

@@ -323,7 +323,8 @@ def check_output(out: str | os.PathLike, inputs: Iterable[str | os.PathLike], ov
                 info = None
             if not isinstance(info, dict) or info.get("tool") != TOOL:
                 raise BuildError(
-                    f"--out {out} is not a dataset written by make_dataset (no valid {MARKER}); refusing to overwrite it"
+                    f"--out {out} is not a dataset written by make_dataset (no valid {MARKER}); "
+                    "refusing to overwrite it"
                 )
     return o
 

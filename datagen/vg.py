@@ -117,7 +117,7 @@ def _read_json(path: Path) -> Any:
     if not path.exists():
         raise FileNotFoundError(f"Visual Genome file not found: {path}")
     try:
-        with open(path, "r", encoding="utf-8") as fh:
+        with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     except json.JSONDecodeError as e:
         raise VGFormatError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from e

@@ -36,7 +36,6 @@ from rewards.prompt import PromptBuilder  # noqa: E402
 def make_requests(k: int):
     """``k`` STVQA-style requests with synthetic PIL images (various sizes and aspect ratios)."""
 
-
     prompts, rng, out = PromptBuilder(), np.random.default_rng(0), []
     sizes = [(640, 480), (480, 640), (800, 600), (300, 300), (1024, 512), (512, 384), (200, 320), (720, 405)]
     for i in range(k):
@@ -72,7 +71,6 @@ def tokens_of(result) -> int:
 
 
 def perturbed_state(model_path: str, dtype: str, seed: int = 0) -> dict:
-
 
     gen = torch.Generator().manual_seed(seed)
     state = load_policy(model_path, dtype).state_dict()
@@ -125,7 +123,6 @@ def main(argv=None) -> int:
     ap.add_argument("--large-hidden", type=int, default=256, help="larger tiny model: hidden size (2 heads per 128)")
     ap.add_argument("--large-layers", type=int, default=8, help="larger tiny model: decoder layers")
     a = ap.parse_args(argv)
-
 
     model = a.model or build_tiny_model(os.path.join(a.out, "tiny_model"))
     settings = RolloutSettings(

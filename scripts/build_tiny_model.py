@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Build the tiny Qwen2.5-VL-architecture model and tokenizer offline.
 
-    python scripts/build_tiny_model.py --out models/tiny
+python scripts/build_tiny_model.py --out models/tiny
 """
 
 from __future__ import annotations

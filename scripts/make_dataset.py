@@ -74,7 +74,8 @@ def run(a: argparse.Namespace) -> int:
         dd = build_stvqa(images, a.out, settings=settings, inputs=inputs, overwrite=a.overwrite, source=source)
     log.info("rows per split and category:\n%s", count_table(dd))
     print(
-        f"wrote {sum(len(d) for d in dd.values())} rows ({', '.join(f'{k} {len(v)}' for k, v in dd.items())}) to {a.out}"
+        f"wrote {sum(len(d) for d in dd.values())} rows "
+        f"({', '.join(f'{k} {len(v)}' for k, v in dd.items())}) to {a.out}"
     )
     return 0
 

@@ -51,10 +51,10 @@ def find_control(run: str, address: str | None, namespace: str | None):
     names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(PREFIX)]
     if control_name(run) in names:
         return ray.get_actor(control_name(run), namespace=namespace or "spatialthinker")
-    matches = [n for n in names if n[len(PREFIX):].startswith(run)]
+    matches = [n for n in names if n[len(PREFIX) :].startswith(run)]
     if len(matches) == 1:
         return ray.get_actor(matches[0], namespace=namespace or "spatialthinker")
-    running = ", ".join(n[len(PREFIX):] for n in names) or "none"
+    running = ", ".join(n[len(PREFIX) :] for n in names) or "none"
     if not matches:
         raise UsageError(f"no running job {run!r}; running run ids: {running}")
     raise UsageError(f"{run!r} matches several running jobs ({running}); give the full run id or the output folder")

@@ -31,8 +31,14 @@ log = logging.getLogger("spatialthinker")
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", help="YAML or JSON config file")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a config key (repeatable)")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable)",
+    )
     ap.add_argument("--steps", type=int, help="shorthand for --set steps=N")
     ap.add_argument("--output-dir", help="shorthand for --set output_dir=PATH")
     ap.add_argument("--resume", help="auto | never | path to a checkpoint (checkpoints/step_N)")
@@ -65,8 +71,18 @@ def main(argv=None) -> int:
     from datagen.vg import VGFormatError
     from rewards.prompt import PromptError
 
-    expected = (ConfigError, ResumeError, CheckpointError, DatasetError, VGFormatError, PromptError, TrackingError,
-                NoRolloutWorkers, FileNotFoundError, FileExistsError)
+    expected = (
+        ConfigError,
+        ResumeError,
+        CheckpointError,
+        DatasetError,
+        VGFormatError,
+        PromptError,
+        TrackingError,
+        NoRolloutWorkers,
+        FileNotFoundError,
+        FileExistsError,
+    )
     try:
         main_train(cfg)
     except expected as e:

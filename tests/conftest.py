@@ -45,7 +45,9 @@ def ray_local():
         num_cpus=4,
         include_dashboard=False,
         namespace="tests",
-        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "DS_ACCELERATOR": "cpu", "TOKENIZERS_PARALLELISM": "false"}},
+        runtime_env={
+            "env_vars": {"PYTHONPATH": str(ROOT), "DS_ACCELERATOR": "cpu", "TOKENIZERS_PARALLELISM": "false"}
+        },
     )
     yield ray
     ray.shutdown()

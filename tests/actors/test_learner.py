@@ -19,8 +19,12 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def learner_group(ray_local, tiny_model):
     group = LearnerGroup(
-        tiny_model, LearnerSettings(num_workers=2, micro_batch_size=2, lr=5e-3, device="cpu"), LossSettings(),
-        BatchPlan(groups_per_rank=4, groups_per_update=2, group_size=2, ppo_epochs=1), "float32", 1.0,
+        tiny_model,
+        LearnerSettings(num_workers=2, micro_batch_size=2, lr=5e-3, device="cpu"),
+        LossSettings(),
+        BatchPlan(groups_per_rank=4, groups_per_update=2, group_size=2, ppo_epochs=1),
+        "float32",
+        1.0,
     )
     yield group
     group.shutdown()
@@ -46,7 +50,9 @@ def test_zero3_partitions_and_trains_in_minibatches(ray_local, learner_group, gr
     rewarder = RewardWorker.options(num_cpus=0.25).remote(RewardConfig())
     scores = ray.get([rewarder.score.remote(r) for r in group_refs])
     assert all(len(s) == 2 and 0.0 <= s[0].total <= 1.0 for s in scores)
-    reference = ReferencePolicy.options(num_cpus=0.25).remote(tiny_model, ReferenceSettings(device="cpu"), "float32", 1.0)
+    reference = ReferencePolicy.options(num_cpus=0.25).remote(
+        tiny_model, ReferenceSettings(device="cpu"), "float32", 1.0
+    )
     ref_refs = [reference.compute_logprobs.remote(r) for r in group_refs]
     assert isinstance(ray.get(ref_refs[0]), GroupLogprobs)
 
@@ -60,15 +66,20 @@ def test_zero3_partitions_and_trains_in_minibatches(ray_local, learner_group, gr
     assert set(before) == set(after)
     assert any(not torch.equal(before[k], after[k]) for k in before)
     # the reference stays the initial policy: its log-probs do not move
-    assert torch.equal(ray.get(reference.compute_logprobs.remote(group_refs[0])).logprobs[0],
-                       ray.get(ref_refs[0]).logprobs[0])
+    assert torch.equal(
+        ray.get(reference.compute_logprobs.remote(group_refs[0])).logprobs[0], ray.get(ref_refs[0]).logprobs[0]
+    )
 
 
 def test_several_updates_per_batch_move_the_ratio(ray_local, tiny_model, group_refs):
     """With prompts_per_update < prompts_per_step the second mini-batch sees updated weights: ratio != 1."""
     group = LearnerGroup(
-        tiny_model, LearnerSettings(num_workers=1, micro_batch_size=2, lr=5e-2, device="cpu"), LossSettings(),
-        BatchPlan(groups_per_rank=4, groups_per_update=1, group_size=2, ppo_epochs=2), "float32", 1.0,
+        tiny_model,
+        LearnerSettings(num_workers=1, micro_batch_size=2, lr=5e-2, device="cpu"),
+        LossSettings(),
+        BatchPlan(groups_per_rank=4, groups_per_update=1, group_size=2, ppo_epochs=2),
+        "float32",
+        1.0,
     )
     try:
         group.prepare(group_refs, None, use_engine_logprobs=False)

@@ -5,7 +5,6 @@ import dataclasses
 import inspect
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

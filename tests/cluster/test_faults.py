@@ -13,16 +13,26 @@ import pytest
 from ..conftest import ROOT
 
 FAST = [
-    "--set", "rollout.engine=hf",
-    "--set", "model.warm_start_steps=5",
-    "--set", "data.synthetic_images=30",
-    "--set", "rollout.max_new_tokens=12",
-    "--set", "rollout.group_size=2",
-    "--set", "algo.prompts_per_step=2",
-    "--set", "algo.prompts_per_update=2",
-    "--set", "eval.val_samples=2",
-    "--set", "eval.val_every=0",
-    "--set", "ray_num_cpus=4",
+    "--set",
+    "rollout.engine=hf",
+    "--set",
+    "model.warm_start_steps=5",
+    "--set",
+    "data.synthetic_images=30",
+    "--set",
+    "rollout.max_new_tokens=12",
+    "--set",
+    "rollout.group_size=2",
+    "--set",
+    "algo.prompts_per_step=2",
+    "--set",
+    "algo.prompts_per_update=2",
+    "--set",
+    "eval.val_samples=2",
+    "--set",
+    "eval.val_every=0",
+    "--set",
+    "ray_num_cpus=4",
 ]
 
 
@@ -34,8 +44,15 @@ def run_train(out, *extra, env=None, timeout=600):
     env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     env.pop("RAY_ADDRESS", None)
     # a new session, so that a kill of the group takes the driver's own Ray processes with it
-    p = subprocess.Popen(train_cmd(out, *extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         env=env, cwd=str(ROOT), start_new_session=True)
+    p = subprocess.Popen(
+        train_cmd(out, *extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=str(ROOT),
+        start_new_session=True,
+    )
     try:
         output, _ = p.communicate(timeout=timeout)
     finally:
@@ -57,8 +74,9 @@ def metric_steps(out):
 @pytest.mark.slow
 def test_driver_killed_mid_checkpoint_resumes_from_the_last_complete_one(tmp_path):
     out = tmp_path / "run"
-    rc, log = run_train(out, "--steps", "3", "--set", "save_every=1",
-                        env={"SPATIALTHINKER_KILL_AFTER_SHARDS": "step_2"})
+    rc, log = run_train(
+        out, "--steps", "3", "--set", "save_every=1", env={"SPATIALTHINKER_KILL_AFTER_SHARDS": "step_2"}
+    )
     assert rc == -signal.SIGKILL, log[-3000:]
     assert (out / "checkpoints" / "latest").read_text() == "step_1"  # never an incomplete checkpoint
     assert metric_steps(out) == [0, 1, 2]
@@ -80,8 +98,15 @@ def test_sigterm_checkpoints_and_exits(tmp_path):
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("RAY_ADDRESS", None)
-    p = subprocess.Popen(train_cmd(out, "--steps", "200", "--set", "save_every=100"), stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, env=env, cwd=str(ROOT), start_new_session=True)
+    p = subprocess.Popen(
+        train_cmd(out, "--steps", "200", "--set", "save_every=100"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=str(ROOT),
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 400
         while time.time() < deadline and not ((out / "metrics.jsonl").exists() and len(metric_steps(out)) >= 2):
@@ -113,8 +138,9 @@ def test_unreachable_tracking_server_fails_fast(tmp_path):
     from actors.common import free_port
 
     start = time.time()
-    rc, log = run_train(tmp_path / "run", "--steps", "1", "--set",
-                        f"mlflow_tracking_uri=http://127.0.0.1:{free_port()}", timeout=120)
+    rc, log = run_train(
+        tmp_path / "run", "--steps", "1", "--set", f"mlflow_tracking_uri=http://127.0.0.1:{free_port()}", timeout=120
+    )
     assert rc == 2 and "is not reachable" in log and "Traceback" not in log
     assert time.time() - start < 60
 
@@ -169,8 +195,9 @@ def test_scale_rollout_names_runs_unambiguously(ray_local):
     script = [sys.executable, str(ROOT / "scripts" / "scale_rollout.py"), "--address", address]
     p = subprocess.run([*script, "--run", "myrun", "--status"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "matches several running jobs" in p.stderr
-    p = subprocess.run([*script, "--run", "myrun-aaaa1111", "--workers", "100"], capture_output=True, text=True,
-                       timeout=120)
+    p = subprocess.run(
+        [*script, "--run", "myrun-aaaa1111", "--workers", "100"], capture_output=True, text=True, timeout=120
+    )
     assert p.returncode == 0, p.stderr
     assert "capped to 8" in p.stderr
     assert json.loads(p.stdout)["desired_rollout_workers"] == 8
@@ -185,8 +212,18 @@ def test_scale_rollout_without_ray_is_one_line(tmp_path):
     from actors.common import free_port
 
     p = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "scale_rollout.py"), "--address", f"127.0.0.1:{free_port()}",
-         "--run", "x", "--status"], capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "scale_rollout.py"),
+            "--address",
+            f"127.0.0.1:{free_port()}",
+            "--run",
+            "x",
+            "--status",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert p.returncode == 2 and "cannot reach a Ray cluster" in p.stderr and "Traceback" not in p.stderr
 
@@ -201,7 +238,8 @@ def test_reward_worker_killed_is_restarted(ray_local, stvqa, tiny_model):
 
     ray = ray_local
     group = HFGenerateEngine(tiny_model, RolloutSettings(engine="hf", max_new_tokens=6), "float32").generate(
-        make_requests(stvqa, 1), 2)[0]
+        make_requests(stvqa, 1), 2
+    )[0]
     worker = RewardWorker.options(num_cpus=0.25).remote(RewardConfig())
     assert len(ray.get(worker.score.remote(group))) == 2
     pid = ray.get(worker.__ray_call__.remote(lambda self: os.getpid()))
@@ -227,16 +265,20 @@ def test_train_starts_its_own_ray_beside_a_ray_start_cluster(tmp_path):
 
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
     port = free_port()
-    head = subprocess.Popen(["ray", "start", "--head", f"--port={port}", "--num-cpus=1", "--block",
-                             "--include-dashboard=false"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    head = subprocess.Popen(
+        ["ray", "start", "--head", f"--port={port}", "--num-cpus=1", "--block", "--include-dashboard=false"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         time.sleep(8)
         code = (
-            "import ray, sys; sys.path.insert(0, %r)\n"
+            f"import ray, sys; sys.path.insert(0, {str(ROOT)!r})\n"
             "from cluster.config import load_config\nfrom cluster.trainer import init_ray\n"
             "started = init_ray(load_config(None, ['ray_num_cpus=2']))\n"
-            "print('started', started, ray.get_runtime_context().gcs_address)\n" % str(ROOT)
+            "print('started', started, ray.get_runtime_context().gcs_address)\n"
         )
         env.pop("RAY_ADDRESS", None)
         p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env)

@@ -108,11 +108,23 @@ def test_vllm_worker_killed_mid_step_is_replaced_with_current_weights(tmp_path, 
     from cluster.config import load_config
     from cluster.trainer import GRPOTrainer
 
-    cfg = load_config(None, [
-        f"output_dir={tmp_path / 'elastic'}", f"model.path={tiny_model}", f"data.dataset={stvqa_dir}",
-        "rollout.max_new_tokens=48", "rollout.group_size=2", "algo.prompts_per_step=4", "algo.prompts_per_update=2",
-        "rollout.max_workers=3", "steps=3", "ray_num_cpus=4", "eval.val_before_train=false", "eval.val_every=0",
-    ])
+    cfg = load_config(
+        None,
+        [
+            f"output_dir={tmp_path / 'elastic'}",
+            f"model.path={tiny_model}",
+            f"data.dataset={stvqa_dir}",
+            "rollout.max_new_tokens=48",
+            "rollout.group_size=2",
+            "algo.prompts_per_step=4",
+            "algo.prompts_per_update=2",
+            "rollout.max_workers=3",
+            "steps=3",
+            "ray_num_cpus=4",
+            "eval.val_before_train=false",
+            "eval.val_every=0",
+        ],
+    )
     trainer = GRPOTrainer(cfg)
     try:
         trainer.setup()
@@ -128,7 +140,9 @@ def test_vllm_worker_killed_mid_step_is_replaced_with_current_weights(tmp_path, 
         assert trainer.step == 3 and metrics["rollout/workers"] >= 1
         assert any(event == "died" for event, _, _ in trainer.pool.events)
         # every live worker, the replacement included, holds the latest weights
-        assert {ray.get(w.handle.ready.remote())["version"] for w in trainer.pool.workers.values()} == {trainer.version}
+        assert {ray.get(w.handle.ready.remote())["version"] for w in trainer.pool.workers.values()} == {
+            trainer.version
+        }
         trainer.tracker.end("FINISHED")
     finally:
         trainer.shutdown()

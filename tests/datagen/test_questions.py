@@ -78,9 +78,10 @@ def test_proxies_by_hand():
 
 @pytest.mark.parametrize(
     ("singular", "plural"),
-    [("cup", "cups"), ("bus", "buses"), ("berry", "berries"), ("man", "men"), ("person", "people"), ("bench", "benches"),
-     ("glass", "glasses"), ("knife", "knives"), ("tennis racket", "tennis rackets"), ("toy", "toys"), ("vase", "vases"),
-     ("horse", "horses"), ("house", "houses"), ("box", "boxes"), ("short", "shorts"), ("ski", "skis")],
+    [("cup", "cups"), ("bus", "buses"), ("berry", "berries"), ("man", "men"), ("person", "people"),
+     ("bench", "benches"), ("glass", "glasses"), ("knife", "knives"), ("tennis racket", "tennis rackets"),
+     ("toy", "toys"), ("vase", "vases"), ("horse", "horses"), ("house", "houses"), ("box", "boxes"),
+     ("short", "shorts"), ("ski", "skis")],
 )  # fmt: skip
 def test_word_forms(singular, plural):
     assert pluralize(singular) == plural
