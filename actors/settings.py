@@ -162,21 +162,38 @@ class RolloutSettings:
             f"rollout.weight_sync must be 'object_store' or 'nccl', got {self.weight_sync!r}",
         )
         _check(self.device in DEVICES, f"rollout.device must be auto, cpu or cuda, got {self.device!r}")
-        for name in ("num_workers", "min_workers", "max_workers", "group_size", "max_new_tokens", "max_model_len",
-                     "batch_size", "torch_threads", "weight_sync_bucket_mb", "cpu_kv_cache_gb"):
+        for name in (
+            "num_workers",
+            "min_workers",
+            "max_workers",
+            "group_size",
+            "max_new_tokens",
+            "max_model_len",
+            "batch_size",
+            "torch_threads",
+            "weight_sync_bucket_mb",
+            "cpu_kv_cache_gb",
+        ):
             v = getattr(self, name)
-            _check(isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-                   f"rollout.{name} must be an integer >= 1, got {v!r}")
+            _check(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                f"rollout.{name} must be an integer >= 1, got {v!r}",
+            )
         _check(
             1 <= self.min_workers <= self.num_workers <= self.max_workers,
             "rollout needs 1 <= min_workers <= num_workers <= max_workers, got "
             f"{self.min_workers}, {self.num_workers}, {self.max_workers}",
         )
-        _check(self.group_size >= 2, f"rollout.group_size must be >= 2 (GRPO compares within a group), got {self.group_size}")
+        _check(
+            self.group_size >= 2,
+            f"rollout.group_size must be >= 2 (GRPO compares within a group), got {self.group_size}",
+        )
         _positive("rollout", self, "temperature", "placement_timeout_s")
         _check(0 < self.top_p <= 1, f"rollout.top_p must be in (0, 1], got {self.top_p!r}")
-        _check(0 < self.gpu_memory_utilization <= 1,
-               f"rollout.gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization!r}")
+        _check(
+            0 < self.gpu_memory_utilization <= 1,
+            f"rollout.gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization!r}",
+        )
         _non_negative("rollout", self, "num_cpus", "num_gpus", "max_task_retries")
 
 
@@ -238,8 +255,10 @@ class LearnerSettings:
         _check(self.zero_stage in (0, 1, 2, 3), f"learner.zero_stage must be 0-3, got {self.zero_stage!r}")
         for name in ("num_workers", "micro_batch_size", "torch_threads"):
             v = getattr(self, name)
-            _check(isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-                   f"learner.{name} must be an integer >= 1, got {v!r}")
+            _check(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                f"learner.{name} must be an integer >= 1, got {v!r}",
+            )
         _positive("learner", self, "lr", "grad_clip", "adam_eps")
         _non_negative("learner", self, "weight_decay", "num_cpus", "num_gpus", "param_persistence_threshold")
         for name in ("beta1", "beta2"):
@@ -270,8 +289,10 @@ class ReferenceSettings:
         _check(self.device in DEVICES, f"reference.device must be auto, cpu or cuda, got {self.device!r}")
         for name in ("micro_batch_size", "torch_threads"):
             v = getattr(self, name)
-            _check(isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-                   f"reference.{name} must be an integer >= 1, got {v!r}")
+            _check(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                f"reference.{name} must be an integer >= 1, got {v!r}",
+            )
         _non_negative("reference", self, "num_cpus", "num_gpus")
 
 
@@ -286,6 +307,8 @@ class RewardWorkerSettings:
     """Ray CPUs per reward worker."""
 
     def __post_init__(self):
-        _check(isinstance(self.num_workers, int) and self.num_workers >= 1,
-               f"reward.num_workers must be an integer >= 1, got {self.num_workers!r}")
+        _check(
+            isinstance(self.num_workers, int) and self.num_workers >= 1,
+            f"reward.num_workers must be an integer >= 1, got {self.num_workers!r}",
+        )
         _non_negative("reward", self, "num_cpus")

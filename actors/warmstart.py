@@ -98,5 +98,9 @@ def sft_warm_start(
         losses.append(float(loss.detach()))
     model.save_pretrained(model_dir)
     tail = losses[-10:]
-    return {"steps": steps, "first_loss": losses[0], "last_loss": sum(tail) / len(tail),
-            "seconds": round(time.perf_counter() - start, 1)}
+    return {
+        "steps": steps,
+        "first_loss": losses[0],
+        "last_loss": sum(tail) / len(tail),
+        "seconds": round(time.perf_counter() - start, 1),
+    }

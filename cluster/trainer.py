@@ -35,9 +35,9 @@ from actors.settings import resolve_dtype
 from actors.warmstart import sft_warm_start
 from cluster import control as control_mod
 from cluster.benchmarks import load_benchmark
-from cluster.evaluation import build_requests, evaluate_rows
 from cluster.checkpoints import CheckpointError, CheckpointStore, atomic_write, read_state
 from cluster.config import ConfigError, TrainConfig, flatten, resolve_output_dir
+from cluster.evaluation import build_requests, evaluate_rows
 from cluster.plots import plot_run
 from cluster.pool import GroupResult, RolloutPool
 from cluster.tracking import Tracker, default_uri
@@ -88,7 +88,8 @@ def rollout_metrics(results: list[GroupResult], prep: PrepareInfo, pool_size: in
         "rollout/truncated_frac": sum(s["truncated"] for s in summaries) / responses,
         "rollout/workers": pool_size,
         "rollout/logprob_diff_mean": prep.logprob_diff_sum / prep.logprob_diff_tokens
-        if prep.logprob_diff_tokens else float("nan"),
+        if prep.logprob_diff_tokens
+        else float("nan"),
         "rollout/logprob_diff_max": prep.logprob_diff_max if prep.logprob_diff_tokens else float("nan"),
     }
 
@@ -161,8 +162,12 @@ def prepare_dataset(cfg: TrainConfig, out: Path) -> str:
     if (target / "dataset_dict.json").exists():
         return str(target)
     build_dataset(
-        target, vg_root=cfg.data.vg_root, synthetic_images=cfg.data.synthetic_images,
-        synthetic_root=out / "data" / "vg_synthetic", seed=cfg.seed, relation_fraction=cfg.data.relation_fraction,
+        target,
+        vg_root=cfg.data.vg_root,
+        synthetic_images=cfg.data.synthetic_images,
+        synthetic_root=out / "data" / "vg_synthetic",
+        seed=cfg.seed,
+        relation_fraction=cfg.data.relation_fraction,
     )
     return str(target)
 
@@ -185,7 +190,12 @@ def prepare_model(cfg: TrainConfig, out: Path, train_rows, prompts: PromptBuilde
             log.warning("warm start skips row %d: %s", i, e)
     m = cfg.model
     info = sft_warm_start(
-        path, samples, prompts, steps=m.warm_start_steps, lr=m.warm_start_lr, batch_size=m.warm_start_batch_size,
+        path,
+        samples,
+        prompts,
+        steps=m.warm_start_steps,
+        lr=m.warm_start_lr,
+        batch_size=m.warm_start_batch_size,
         seed=cfg.seed,
     )
     atomic_write(done, json.dumps(info))
@@ -257,8 +267,11 @@ class GRPOTrainer:
         self.run_id = state["run_id"] if state else control_mod.new_run_id(self.out)
         self.started_ray = init_ray(cfg)
         self.tracker = Tracker(
-            cfg.mlflow_tracking_uri or default_uri(self.out), cfg.experiment_name, cfg.run_name or self.out.name,
-            self.out / "mlflow_buffer.jsonl", run_id=state.get("mlflow_run_id") if state else None,
+            cfg.mlflow_tracking_uri or default_uri(self.out),
+            cfg.experiment_name,
+            cfg.run_name or self.out.name,
+            self.out / "mlflow_buffer.jsonl",
+            run_id=state.get("mlflow_run_id") if state else None,
         )
         self._record_config(state)
         self._start_actors()
@@ -276,14 +289,29 @@ class GRPOTrainer:
             before = flatten(json.loads(config_file.read_text()))
             changed = {k: (before.get(k), v) for k, v in now.items() if before.get(k) != v and k != "resume"}
             if changed:
-                log.warning("settings changed on resume: %s", ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items()))
+                log.warning(
+                    "settings changed on resume: %s",
+                    ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items()),
+                )
                 with open(self.out / "config_changes.jsonl", "a") as fh:
-                    fh.write(json.dumps({"resumed_at_step": state["step"], "time": time.time(), "changed": changed}) + "\n")
-                self.tracker.set_tags({f"resume_change.step_{state['step']}.{k}": f"{a!r} -> {b!r}"[:250]
-                                       for k, (a, b) in changed.items()})
+                    fh.write(
+                        json.dumps({"resumed_at_step": state["step"], "time": time.time(), "changed": changed}) + "\n"
+                    )
+                self.tracker.set_tags(
+                    {
+                        f"resume_change.step_{state['step']}.{k}": f"{a!r} -> {b!r}"[:250]
+                        for k, (a, b) in changed.items()
+                    }
+                )
         self.tracker.log_params(now)
-        self.tracker.set_tags({"model_path": getattr(self, "model_path", ""), "dataset": self.dataset_path,
-                               "run_id": self.run_id, "output_dir": str(self.out)})
+        self.tracker.set_tags(
+            {
+                "model_path": getattr(self, "model_path", ""),
+                "dataset": self.dataset_path,
+                "run_id": self.run_id,
+                "output_dir": str(self.out),
+            }
+        )
         atomic_write(config_file, json.dumps(cfg.to_dict(), indent=2))
 
     def _start_actors(self) -> None:
@@ -308,15 +336,20 @@ class GRPOTrainer:
         _, unplaced = self.pool.add_workers(r.num_workers)
         if not self.pool.size():
             raise RuntimeError(f"none of the {r.num_workers} rollout worker(s) could be started")
-        ray.get([w.ready.remote() for w in self.reward_workers] + ([self.reference.ready.remote()] if self.reference else []))
+        ray.get(
+            [w.ready.remote() for w in self.reward_workers]
+            + ([self.reference.ready.remote()] if self.reference else [])
+        )
 
     # -- checkpoints ------------------------------------------------------------------------------------------------
     def _find_resume(self) -> tuple[Path, dict] | None:
         res = self.cfg.resume
         if res == "never":
             if self.checkpoints.has_any():
-                raise ResumeError(f"{self.out} already holds checkpoints; use resume=auto to continue it or choose "
-                                  "another output_dir")
+                raise ResumeError(
+                    f"{self.out} already holds checkpoints; use resume=auto to continue it or choose "
+                    "another output_dir"
+                )
             return None
         if res == "auto":
             found = self.checkpoints.newest_complete()
@@ -347,20 +380,33 @@ class GRPOTrainer:
         torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
         self.last_logged = max(self.tracker.last_logged_step("reward/total"), _last_jsonl_step(self.out))
         if self.last_logged > self.step:
-            log.warning("steps %d-%d are redone after this resume; their first metrics stay logged, once",
-                        self.step + 1, self.last_logged)
+            log.warning(
+                "steps %d-%d are redone after this resume; their first metrics stay logged, once",
+                self.step + 1,
+                self.last_logged,
+            )
         if self.tracker.status() == "RUNNING":
-            self.tracker.set_tags({f"interrupted_after_step_{self.last_logged}": "driver ended without closing the run"})
+            self.tracker.set_tags(
+                {f"interrupted_after_step_{self.last_logged}": "driver ended without closing the run"}
+            )
         self._sync_weights()
         log.info("resumed from %s at step %d", ckpt, self.step)
 
     def save_checkpoint(self) -> Path:
         state = {
-            "step": self.step, "version": self.version, "epoch": self.stream.epoch, "pos": self.stream.pos,
-            "run_id": self.run_id, "mlflow_run_id": self.tracker.run_id, "model_path": self.model_path,
-            "dataset": self.dataset_path, "learner_world_size": self.cfg.learner.num_workers,
-            "val_history": self.val_history, "python_rng": random.getstate(),
-            "torch_rng": torch.get_rng_state().tolist(), "time": time.time(),
+            "step": self.step,
+            "version": self.version,
+            "epoch": self.stream.epoch,
+            "pos": self.stream.pos,
+            "run_id": self.run_id,
+            "mlflow_run_id": self.tracker.run_id,
+            "model_path": self.model_path,
+            "dataset": self.dataset_path,
+            "learner_world_size": self.cfg.learner.num_workers,
+            "val_history": self.val_history,
+            "python_rng": random.getstate(),
+            "torch_rng": torch.get_rng_state().tolist(),
+            "time": time.time(),
         }
         ckpt = self.checkpoints.publish(f"step_{self.step}", self.learners.save_checkpoint, state)
         removed = self.checkpoints.prune(self.cfg.keep_checkpoints)
@@ -454,8 +500,14 @@ class GRPOTrainer:
             metrics.update(self.validate_benchmarks())
         metrics.update(step_metrics(timings))
         self.val_history[str(self.step)] = {"reward": metrics["val/reward"], "accuracy": metrics["val/accuracy"]}
-        log.info("validation at step %d: reward %.4f accuracy %.4f format %.3f (%d samples)", self.step,
-                 metrics["val/reward"], metrics["val/accuracy"], metrics["val/format"], len(rewards))
+        log.info(
+            "validation at step %d: reward %.4f accuracy %.4f format %.3f (%d samples)",
+            self.step,
+            metrics["val/reward"],
+            metrics["val/accuracy"],
+            metrics["val/format"],
+            len(rewards),
+        )
         return metrics
 
     def validate_benchmarks(self) -> dict:
@@ -466,7 +518,8 @@ class GRPOTrainer:
             return {}
         if not hasattr(self, "benchmark_rows"):
             self.benchmark_rows = [
-                row for name in e.benchmarks
+                row
+                for name in e.benchmarks
                 for row in load_benchmark(name, data_root=e.benchmark_root, limit=e.val_samples or None)
             ]
         requests = build_requests(self.benchmark_rows, self.prompts)
@@ -488,8 +541,9 @@ class GRPOTrainer:
         if self.stop_signal:
             raise KeyboardInterrupt  # second signal: stop now
         self.stop_signal = signal.Signals(signum).name
-        log.warning("%s received: checkpointing after the current step, then exiting (again to stop at once)",
-                    self.stop_signal)
+        log.warning(
+            "%s received: checkpointing after the current step, then exiting (again to stop at once)", self.stop_signal
+        )
 
     def fit(self) -> dict:
         cfg, eval_cfg = self.cfg, self.cfg.eval
@@ -511,12 +565,20 @@ class GRPOTrainer:
                 if eval_cfg.val_every and (self.step % eval_cfg.val_every == 0 or self.step == cfg.steps):
                     last.update(self.validate())
                 self._log(last)
-                self.control.report.remote({"step": self.step, "rollout_workers": self.pool.size(),
-                                            "reward": last["reward/total"]})
+                self.control.report.remote(
+                    {"step": self.step, "rollout_workers": self.pool.size(), "reward": last["reward/total"]}
+                )
                 log.info(
                     "step %d/%d reward=%.3f fmt=%.2f acc=%.2f loss=%.4f kl=%.5f lp_diff=%.4f workers=%d %.1fs",
-                    self.step, cfg.steps, last["reward/total"], last["reward/format"], last["reward/accuracy"],
-                    last["train/loss"], last["train/kl"], last["rollout/logprob_diff_mean"], self.pool.size(),
+                    self.step,
+                    cfg.steps,
+                    last["reward/total"],
+                    last["reward/format"],
+                    last["reward/accuracy"],
+                    last["train/loss"],
+                    last["train/kl"],
+                    last["rollout/logprob_diff_mean"],
+                    self.pool.size(),
                     last["time/step"],
                 )
                 if self.step % cfg.save_every == 0 or self.step == cfg.steps:
@@ -546,8 +608,13 @@ class GRPOTrainer:
                 self.tracker.log_artifacts(str(path), where)
         before, after = summary.get("val_before"), summary.get("val_after")
         if before and after:
-            log.info("held-out reward %.4f -> %.4f, accuracy %.4f -> %.4f (before -> after GRPO)",
-                     before["reward"], after["reward"], before["accuracy"], after["accuracy"])
+            log.info(
+                "held-out reward %.4f -> %.4f, accuracy %.4f -> %.4f (before -> after GRPO)",
+                before["reward"],
+                after["reward"],
+                before["accuracy"],
+                after["accuracy"],
+            )
         log.info("done: %d steps; policy in %s; MLflow run %s", self.step, final, self.tracker.run_id)
 
     def summary(self) -> dict:

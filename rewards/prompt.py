@@ -31,7 +31,8 @@ DEFAULT_TEMPLATE = (
     "<think> ... </think>: reason step by step from the scene graph.\n"
     "<answer> ... </answer>: the option letter in brackets and the option text.\n"
     "Example: <observe>The cup and the table.</observe> "
-    '<scene>{{"objects": [{{"id": "cup.1", "bbox": [40, 30, 80, 70]}}, {{"id": "table.1", "bbox": [10, 60, 200, 150]}}], '
+    '<scene>{{"objects": [{{"id": "cup.1", "bbox": [40, 30, 80, 70]}}, '
+    '{{"id": "table.1", "bbox": [10, 60, 200, 150]}}], '
     '"relationships": [{{"subject": "cup.1", "predicate": "on", "object": "table.1"}}]}}</scene> '
     "<think>The cup rests on the table.</think> <answer>(A) on</answer>\n"
     "Image size: ({width} x {height})\n"
@@ -142,7 +143,9 @@ class PromptBuilder:
     def __init__(self, settings: PromptSettings | None = None):
         self.settings = settings or PromptSettings()
         self.template = (
-            load_template(self.settings.template_file) if self.settings.template_file else TEMPLATES[self.settings.template]
+            load_template(self.settings.template_file)
+            if self.settings.template_file
+            else TEMPLATES[self.settings.template]
         )
 
     def text(self, question: str, options: list[str], image_size: tuple[int, int]) -> str:
