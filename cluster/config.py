@@ -52,7 +52,7 @@ class DataSettings:
     vg_root: str | None = None
     """A Visual Genome folder (objects.json, relationships.json, image_data.json, images/) to synthesise from."""
 
-    synthetic_images: int = 400
+    synthetic_images: int = 600
     """With neither dataset nor vg_root: synthetic VG-format scenes to generate (CPU default)."""
 
     train_split: str = "train"
@@ -86,7 +86,7 @@ class EvalSettings:
     val_samples: int = 64
     """Validation rows used (0: the whole split). A fixed subset, the same every time."""
 
-    val_temperature: float = 0.0
+    val_temperature: float = 0.5
     """Validation sampling temperature: 0 is greedy; the paper validates at 0.5."""
 
     benchmarks: list[str] = field(default_factory=list)
