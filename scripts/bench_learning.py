@@ -1,0 +1,82 @@
+#!/usr/bin/env python
+"""Does GRPO help? Run the default job for several seeds and report held-out reward before and after GRPO.
+
+    python scripts/bench_learning.py                       # seeds 0 1 2, default settings
+    python scripts/bench_learning.py --seeds 0 1 --set rollout.engine=hf
+
+Each seed runs ``scripts/train.py --output-dir <root>/seed<N> --set seed=N`` (plus any ``--set``) from scratch and
+reads its ``summary.json``. Prints a markdown table and the mean and standard deviation of the gain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger("bench_learning")
+
+
+def run_seed(root: Path, seed: int, overrides: list[str]) -> dict:
+    out = root / f"seed{seed}"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--output-dir", str(out), "--set", f"seed={seed}"]
+    for item in overrides:
+        cmd += ["--set", item]
+    start = time.perf_counter()
+    with open(root / f"seed{seed}.log", "w") as fh:
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=str(ROOT), check=False)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"seed {seed} failed (exit {proc.returncode}); see {root / f'seed{seed}.log'}")
+    summary = json.loads((out / "summary.json").read_text())
+    return {"seed": seed, "before": summary["val_before"], "after": summary["val_after"], "seconds": seconds}
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--root", help="folder for the runs (default: a temporary folder)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = ap.parse_args(argv)
+    root = Path(args.root or tempfile.mkdtemp(prefix="bench-learning-"))
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for seed in args.seeds:
+        row = run_seed(root, seed, args.overrides)
+        log.info(
+            "seed %d: reward %.4f -> %.4f in %.0f s",
+            seed,
+            row["before"]["reward"],
+            row["after"]["reward"],
+            row["seconds"],
+        )
+        rows.append(row)
+    gains = [r["after"]["reward"] - r["before"]["reward"] for r in rows]
+    print("| seed | val reward before | after | gain | val accuracy before | after | wall s |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r, gain in zip(rows, gains):
+        print(
+            f"| {r['seed']} | {r['before']['reward']:.4f} | {r['after']['reward']:.4f} | {gain:+.4f} | "
+            f"{r['before']['accuracy']:.4f} | {r['after']['accuracy']:.4f} | {r['seconds']:.0f} |"
+        )
+    spread = statistics.stdev(gains) if len(gains) > 1 else 0.0
+    print(
+        f"\ngain over {len(gains)} seeds: mean {statistics.mean(gains):+.4f}, std {spread:.4f}, min {min(gains):+.4f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
