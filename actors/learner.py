@@ -26,6 +26,7 @@ from pathlib import Path
 
 import ray
 import torch
+from ray.exceptions import RayActorError
 
 from actors import grpo
 from actors.common import free_port, node_ip, setup_process
@@ -343,12 +344,20 @@ class LearnerWorker:
         os.replace(tmp, out)
         return out_dir
 
+    def alive(self) -> bool:
+        return True
+
     def shutdown(self) -> bool:
         import torch.distributed as dist
 
         if dist.is_initialized():
             dist.destroy_process_group()
         return True
+
+
+class LearnerRankDied(RuntimeError):
+    """A learner rank's process died. The other ranks would wait for it in their next collective (gloo/NCCL time
+    out after many minutes), so the run stops; the next start resumes from the last complete checkpoint."""
 
 
 class LearnerGroup:
@@ -368,7 +377,7 @@ class LearnerGroup:
     ):
         """``actor_options``: extra Ray options for every rank (custom resources, a scheduling strategy)."""
         world = settings.num_workers
-        self.world_size = world
+        self.world_size, self.broken = world, False
         self.plan = BatchPlan(
             plan_total.groups_per_rank // world,
             plan_total.groups_per_update // world,
@@ -381,8 +390,49 @@ class LearnerGroup:
             ).remote(rank, world, model_path, settings, loss, dtype, temperature, seed)
             for rank in range(world)
         ]
-        master = ray.get(self.ranks[0].master_address.remote())
-        self.info = ray.get([r.init.remote(master, self.plan) for r in self.ranks])
+        master = self._gather([self.ranks[0].master_address.remote()], "start")[0]
+        self.info = self._gather([r.init.remote(master, self.plan) for r in self.ranks], "init")
+
+    def _gather(self, refs: list, what: str, fetch: bool = True) -> list | None:
+        """``ray.get`` of one call per rank (``refs[i]`` from rank i), failing as soon as any rank's process dies:
+        a plain ``ray.get`` would block on a live rank stuck in a collective with the dead one. ``fetch=False``
+        only waits (results stay in the object store) and asks a finished rank whether it is still alive."""
+        index = {ref: i for i, ref in enumerate(refs)}
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1, fetch_local=fetch)
+            rank = index[ready[0]]
+            try:
+                ray.get(ready[0] if fetch else self.ranks[rank].alive.remote())
+            except RayActorError as e:
+                raise self._died(rank, what, e) from None
+            except Exception:
+                # a live rank whose collective broke because a peer died: name the dead one
+                dead = self._dead_ranks()
+                if dead:
+                    raise self._died(dead[0][0], what, dead[0][1]) from None
+                raise
+        return ray.get(list(refs)) if fetch else None
+
+    def _died(self, rank: int, what: str, error: Exception) -> LearnerRankDied:
+        self.broken = True  # the live ranks may be stuck in a collective: shutdown kills them at once
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return LearnerRankDied(
+            f"learner rank {rank} of {self.world_size} died during {what} ({reason[:200]}); the run stops, and the "
+            "next start resumes from the last complete checkpoint"
+        )
+
+    def _dead_ranks(self, timeout_s: float = 10.0) -> list[tuple[int, Exception]]:
+        """Ranks whose process is gone (a rank busy in a collective does not answer in time and counts as alive)."""
+        probes = {r.alive.remote(): i for i, r in enumerate(self.ranks)}
+        ready, _ = ray.wait(list(probes), num_returns=len(probes), timeout=timeout_s)
+        dead = []
+        for ref in ready:
+            try:
+                ray.get(ref)
+            except RayActorError as e:
+                dead.append((probes[ref], e))
+        return sorted(dead, key=lambda d: d[0])
 
     def _shards(self, items: list) -> list[list]:
         k = self.plan.groups_per_rank
@@ -395,11 +445,12 @@ class LearnerGroup:
     def prepare(self, group_refs: list, ref_refs: list | None, use_engine_logprobs: bool) -> PrepareInfo:
         """Old log-probs on every rank; returns the merged :class:`PrepareInfo` in batch order."""
         refs = self._shards(ref_refs) if ref_refs is not None else [None] * self.world_size
-        infos = ray.get(
+        infos = self._gather(
             [
                 r.prepare.remote(g, rf, use_engine_logprobs)
                 for r, g, rf in zip(self.ranks, self._shards(group_refs), refs)
-            ]
+            ],
+            "prepare",
         )
         return PrepareInfo(
             [kl for i in infos for kl in i.sequence_kl],
@@ -409,32 +460,33 @@ class LearnerGroup:
         )
 
     def update(self, advantages: list[list[float]]) -> list[UpdateStats]:
-        return ray.get([r.update.remote(a) for r, a in zip(self.ranks, self._shards(advantages))])
+        return self._gather([r.update.remote(a) for r, a in zip(self.ranks, self._shards(advantages))], "update")
 
     def weights(self) -> ray.ObjectRef:
         """Rank 0's gathered state dict, left in the object store (the others take part in the gather)."""
         refs = [r.get_weights.remote() for r in self.ranks]
-        ray.get(refs[1:])
+        self._gather(refs, "the weight gather", fetch=False)  # the state dict stays in the object store
         return refs[0]
 
     def send_weights_nccl(self, workers: list, bucket_mb: int) -> None:
-        ray.get([r.send_weights_nccl.remote(workers, bucket_mb) for r in self.ranks])
+        self._gather([r.send_weights_nccl.remote(workers, bucket_mb) for r in self.ranks], "the NCCL weight sync")
 
     def save_checkpoint(self, directory: str, tag: str) -> None:
-        ray.get([r.save_checkpoint.remote(directory, tag) for r in self.ranks])
+        self._gather([r.save_checkpoint.remote(directory, tag) for r in self.ranks], f"checkpoint {tag}")
 
     def load_checkpoint(self, directory: str, tag: str) -> None:
-        ray.get([r.load_checkpoint.remote(directory, tag) for r in self.ranks])
+        self._gather([r.load_checkpoint.remote(directory, tag) for r in self.ranks], f"loading checkpoint {tag}")
 
     def export_hf(self, out_dir: str) -> None:
-        ray.get([r.export_hf.remote(out_dir) for r in self.ranks])
+        self._gather([r.export_hf.remote(out_dir) for r in self.ranks], "the final-model export")
 
     def shutdown(self) -> None:
         for r in self.ranks:
-            try:
-                ray.get(r.shutdown.remote(), timeout=30)
-            except Exception:  # a dead rank has nothing left to shut down
-                pass
+            if not self.broken:
+                try:
+                    ray.get(r.shutdown.remote(), timeout=30)
+                except Exception:  # a dead rank has nothing left to shut down
+                    pass
             ray.kill(r)
 
 
@@ -458,4 +510,12 @@ class ReferencePolicy:
         return True
 
 
-__all__ = ["BatchPlan", "LearnerGroup", "LearnerWorker", "PrepareInfo", "ReferencePolicy", "Sequence"]
+__all__ = [
+    "BatchPlan",
+    "LearnerGroup",
+    "LearnerRankDied",
+    "LearnerWorker",
+    "PrepareInfo",
+    "ReferencePolicy",
+    "Sequence",
+]

@@ -109,6 +109,10 @@ def state_dict_nbytes(state: dict[str, torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in state.values())
 
 
+CPU_MAX_BATCHED_TOKENS = 16384
+"""vllm on CPU: token budget of one engine step (whole prompts only, see ``VLLMEngine.__init__``)."""
+
+
 class VLLMEngine:
     """vLLM offline engine for rollouts (CPU build or GPU build, same code path)."""
 
@@ -152,6 +156,11 @@ class VLLMEngine:
             env["VLLM_CPU_OMP_THREADS_BIND"] = os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "nobind")
             env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", str(settings.torch_threads))
             eager = True if enforce_eager is None else enforce_eager
+            # A prompt prefilled in chunks has its first sampled tokens discarded, and for a seeded request vLLM
+            # then rewinds the request's generator offset, which CPU generators do not have ("CPU Generator does
+            # not use offset": the engine dies). Whole-prompt prefills never discard.
+            kwargs["enable_chunked_prefill"] = False
+            kwargs["max_num_batched_tokens"] = max(settings.max_model_len, CPU_MAX_BATCHED_TOKENS)
         else:
             kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization
             eager = False if enforce_eager is None else enforce_eager

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import signal
@@ -80,17 +81,23 @@ def update_metrics(stats: list[UpdateStats]) -> dict:
     return out
 
 
-def rollout_metrics(results: list[GroupResult], prep: PrepareInfo, pool_size: int, group_size: int) -> dict:
+def rollout_metrics(
+    results: list[GroupResult], prep: PrepareInfo, stats: list[UpdateStats], pool_size: int, group_size: int
+) -> dict:
     summaries = {id(r.summary): r.summary for r in results}.values()  # a chunk's summary is shared by its groups
     responses = len(results) * group_size
+    if prep.logprob_diff_tokens:  # measured against the learner's old log-probs
+        diff_mean, diff_max = prep.logprob_diff_sum / prep.logprob_diff_tokens, prep.logprob_diff_max
+    else:  # engine log-probs as old log-probs: measured on each rank's first forward pass, before any update
+        measured = [s for s in stats if math.isfinite(s.logprob_diff_mean)]
+        diff_mean = sum(s.logprob_diff_mean for s in measured) / len(measured) if measured else float("nan")
+        diff_max = max((s.logprob_diff_max for s in measured), default=float("nan"))
     return {
         "rollout/response_tokens_mean": sum(s["response_tokens"] for s in summaries) / responses,
         "rollout/truncated_frac": sum(s["truncated"] for s in summaries) / responses,
         "rollout/workers": pool_size,
-        "rollout/logprob_diff_mean": prep.logprob_diff_sum / prep.logprob_diff_tokens
-        if prep.logprob_diff_tokens
-        else float("nan"),
-        "rollout/logprob_diff_max": prep.logprob_diff_max if prep.logprob_diff_tokens else float("nan"),
+        "rollout/logprob_diff_mean": diff_mean,
+        "rollout/logprob_diff_max": diff_max,
     }
 
 
@@ -466,7 +473,7 @@ class GRPOTrainer:
         return {
             **reward_metrics("reward", [b for group in rewards for b in group]),
             **update_metrics(stats),
-            **rollout_metrics(results, prep, self.pool.size(), cfg.rollout.group_size),
+            **rollout_metrics(results, prep, stats, self.pool.size(), cfg.rollout.group_size),
             **advantage_metrics(advantages),
             **step_metrics(timings),
             "data/epoch": self.stream.epoch,
@@ -487,11 +494,14 @@ class GRPOTrainer:
         return requests
 
     def validate(self) -> dict:
-        """Greedy (or ``eval.val_temperature``) generation on the validation subset; reward components and accuracy."""
+        """Greedy (or ``eval.val_temperature``, ``eval.val_responses`` per row) generation on the validation subset;
+        reward components and accuracy, averaged over all responses."""
         timings: dict = {}
         with timed(timings, "validate"):
             requests = self.validation_requests()
-            results = self.pool.generate(requests, 1, {"temperature": self.cfg.eval.val_temperature})
+            e = self.cfg.eval
+            n = e.val_responses if e.val_temperature > 0 else 1  # greedy responses would all be the same
+            results = self.pool.generate(requests, n, {"temperature": e.val_temperature})
             rewards = [b for group in ray.get(self._score(results)) for b in group]
         metrics = reward_metrics("val", rewards)
         metrics["val/reward"] = metrics.pop("val/total")

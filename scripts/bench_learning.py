@@ -39,6 +39,8 @@ def run_seed(root: Path, seed: int, overrides: list[str]) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"seed {seed} failed (exit {proc.returncode}); see {root / f'seed{seed}.log'}")
     summary = json.loads((out / "summary.json").read_text())
+    if not summary.get("val_before") or not summary.get("val_after"):
+        raise RuntimeError(f"seed {seed}: summary.json lacks val_before/val_after (is validation on?)")
     return {"seed": seed, "before": summary["val_before"], "after": summary["val_after"], "seconds": seconds}
 
 
@@ -52,8 +54,13 @@ def main(argv=None) -> int:
     root = Path(args.root or tempfile.mkdtemp(prefix="bench-learning-"))
     root.mkdir(parents=True, exist_ok=True)
     rows = []
+    log.info("runs under %s (settings: defaults%s)", root, "".join(f" {o}" for o in args.overrides))
     for seed in args.seeds:
-        row = run_seed(root, seed, args.overrides)
+        try:
+            row = run_seed(root, seed, args.overrides)
+        except (RuntimeError, OSError, KeyError, TypeError, ValueError) as e:
+            log.error("seed %d: %s", seed, e)
+            return 1
         log.info(
             "seed %d: reward %.4f -> %.4f in %.0f s",
             seed,

@@ -63,6 +63,7 @@ def main(argv=None) -> int:
         return 0
 
     # imported after the config is known good: they pull in torch, Ray and the actor code
+    from actors.learner import LearnerRankDied
     from cluster.checkpoints import CheckpointError
     from cluster.pool import NoRolloutWorkers
     from cluster.tracking import TrackingError
@@ -80,6 +81,7 @@ def main(argv=None) -> int:
         PromptError,
         TrackingError,
         NoRolloutWorkers,
+        LearnerRankDied,
         FileNotFoundError,
         FileExistsError,
     )

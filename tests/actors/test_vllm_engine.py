@@ -173,6 +173,35 @@ def test_greedy_and_seeded_sampling_are_reproducible(engine, requests_):
 
 
 @pytest.mark.slow
+def test_many_seeded_prompts_beyond_one_step_token_budget(engine, requests_):
+    """More prompt tokens than vLLM's default step budget (4,096 on CPU), every request seeded, as in training: with
+    chunked prefill the engine died rewinding a CPU generator ("CPU Generator does not use offset")."""
+    from actors.vllm_engine import CPU_MAX_BATCHED_TOKENS
+    from rewards.prompt import PromptBuilder
+
+    prompts = PromptBuilder()
+    seeded = []
+    for i in range(36):  # distinct images: no prefix shared past the first image token, every prompt prefilled
+        w, h = 200 + 7 * i, 300 - 3 * i
+        seeded.append(
+            RolloutRequest(
+                f"s-{i}",
+                i,
+                prompts.messages("Is the red box left of the cup?", ["yes", "no"], (w, h)),
+                [prompts.image(_image(w, h, seed=100 + i))],
+                requests_[0].sample,
+                seed=100 + i,
+            )
+        )
+    prompt_tokens = sum(len(g.prompt.input_ids) for g in engine.generate(seeded[:3], 1, max_new_tokens=1))
+    assert prompt_tokens * 12 > 4096 and engine.llm.llm_engine.vllm_config.scheduler_config.max_num_batched_tokens == (
+        CPU_MAX_BATCHED_TOKENS
+    )
+    groups = engine.generate(seeded, 2, max_new_tokens=4)
+    assert len(groups) == len(seeded) and all(len(g.responses) == 2 for g in groups)
+
+
+@pytest.mark.slow
 def test_engine_logprobs_match_the_learner(engine, learner, requests_):
     groups = engine.generate(requests_, 4, max_new_tokens=32)
     diff, exact = _learner_diff(learner, groups, engine.encoder.pad_token_id), _exact_diff(learner, groups, engine)

@@ -287,3 +287,53 @@ def test_train_starts_its_own_ray_beside_a_ray_start_cluster(tmp_path):
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         head.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_reference_actor_killed_is_restarted(ray_local, stvqa, tiny_model):
+    from actors.learner import ReferencePolicy
+    from actors.rollout import HFGenerateEngine
+    from actors.settings import ReferenceSettings, RolloutSettings
+
+    from ..conftest import make_requests
+
+    ray = ray_local
+    group = HFGenerateEngine(tiny_model, RolloutSettings(engine="hf", max_new_tokens=6), "float32").generate(
+        make_requests(stvqa, 1), 2
+    )[0]
+    reference = ReferencePolicy.options(num_cpus=0.25).remote(tiny_model, ReferenceSettings(), "float32", 1.0)
+    before = ray.get(reference.compute_logprobs.remote(group)).logprobs
+    pid = ray.get(reference.__ray_call__.remote(lambda self: os.getpid()))
+    os.kill(pid, signal.SIGKILL)
+    after = ray.get(reference.compute_logprobs.remote(group), timeout=180).logprobs  # restarted, call retried
+    assert ray.get(reference.__ray_call__.remote(lambda self: os.getpid())) != pid
+    assert len(after) == len(before) and all(a == pytest.approx(b, abs=1e-5) for a, b in zip(after, before))
+    ray.kill(reference)
+
+
+@pytest.mark.slow
+def test_learner_rank_killed_stops_naming_the_rank(ray_local, tiny_model):
+    """A dead rank must not leave the others waiting in a collective: the group call fails at once, naming it."""
+    from actors.grpo import LossSettings
+    from actors.learner import BatchPlan, LearnerGroup, LearnerRankDied
+    from actors.settings import LearnerSettings
+
+    ray = ray_local
+    group = LearnerGroup(
+        tiny_model,
+        LearnerSettings(num_workers=2, micro_batch_size=2, device="cpu"),
+        LossSettings(),
+        BatchPlan(groups_per_rank=2, groups_per_update=2, group_size=2, ppo_epochs=1),
+        "float32",
+        1.0,
+    )
+    try:
+        assert isinstance(ray.get(group.weights()), dict)  # healthy: rank 0's gathered state dict
+        pid = ray.get(group.ranks[1].__ray_call__.remote(lambda self: os.getpid()))
+        os.kill(pid, signal.SIGKILL)
+        start = time.monotonic()
+        with pytest.raises(LearnerRankDied, match=r"learner rank 1 of 2 died during the weight gather"):
+            group.weights()
+        assert time.monotonic() - start < 60  # not the collective's own timeout (30 minutes in gloo)
+    finally:
+        group.shutdown()
