@@ -210,8 +210,8 @@ class LearnerSettings:
     """Learner ranks (one per GPU on a cluster); ZeRO partitions parameters, gradients and optimizer state."""
 
     micro_batch_size: int = 8
-    """Sequences per forward/backward pass on one rank (the CPU default: 8 makes a GRPO step about 15% faster than
-    4, since ZeRO-3 gathers the parameters once per pass)."""
+    """Sequences per forward/backward pass on one rank (ZeRO-3 gathers the parameters once per pass, so on the CPU
+    default 8 takes half the gathers of 4)."""
 
     lr: float = 3e-4
     """AdamW learning rate, constant (paper 1e-6 for 3B/7B; the tiny CPU model needs far more: 1e-4 barely moves
