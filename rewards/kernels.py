@@ -370,3 +370,8 @@ def warmup() -> None:
     )
     linear_sum_assignment(np.ones((3, 2)))
     pairwise_ciou01(boxes, boxes)
+    # the Numba reader of rewards.scan, through its caller so the argument types are the ones batches use
+    from rewards.spatial import perfect_response, score_rows  # noqa: PLC0415 - rewards.spatial imports this module
+
+    gt = '<scene>{"objects": [{"id": "cup.1", "bbox": [1, 2, 30, 40]}]}</scene>\n<answer>(A) x</answer>'
+    score_rows([(perfect_response(gt), gt, [64, 48])])

@@ -16,7 +16,9 @@
 
 Ground truths are the STVQA-7K ``answer_option_text`` strings (``<scene>{json}</scene>\\n<answer>(B) text</answer>``);
 they are parsed once and cached by string, since GRPO scores n responses per ground truth. :func:`score_batch` runs
-the spatial matching of a whole batch in one Numba call.
+the spatial matching of a whole batch in one Numba call; under the paper preset with exact similarity the common
+ASCII response is read and scored end to end by the Numba reader of :mod:`rewards.scan`, and every other response
+by the Python rules here (the two agree bit for bit: ``tests/rewards/test_scan.py``).
 """
 
 from __future__ import annotations
@@ -27,10 +29,14 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from itertools import chain
 
 import numpy as np
 
 from rewards.kernels import MODE_PAPER, MODE_STRICT, spatial_batch
+from rewards.scan import FALLBACK as SCAN_FALLBACK
+from rewards.scan import OK as SCAN_OK
+from rewards.scan import padded, paper_batch
 from rewards.similarity import BACKENDS, LabelSimilarity, SimilarityUnavailable, get_similarity
 from rewards.template import (
     BAD_CORNERS,
@@ -179,6 +185,8 @@ class GroundTruth:
     """Why this ground truth cannot be used at all."""
     scene_error: str = ""
     """Why its scene cannot be used (the vanilla preset needs only the answer)."""
+    utf8: tuple | None = None
+    """``(names joined, name lengths, key)`` as UTF-8, for the Numba reader (filled on first use)."""
 
 
 class _Codes(dict):
@@ -426,26 +434,14 @@ def _unpack(item):
 def _score_spatialthinker(items: Sequence, cfg: RewardConfig, sim: LabelSimilarity) -> list:
     """Paper preset over a batch; returns ``[total, F, C, A, S, error]`` rows.
 
-    The hot loop: tag scan and scene checks per response (C-level set/map checks), name codes from a per-id cache,
-    and everything numeric -- the corner check, CIoU and the Hungarian matching -- for the whole batch in one call.
+    Items that cannot be scored get their error here. With exact label similarity the rest go to the Numba reader
+    (:func:`rewards.scan.paper_batch`), which scores the common ASCII response end to end in one call; whatever it
+    does not take (other shapes, failed formats, non-ASCII text, other similarities) is scored by the Python rules.
     """
     out: list = [None] * len(items)
-    jobs = _SpatialJobs(sim, MODE_PAPER)
-    gate_f = cfg.gate_on_format
-    gate_a = cfg.gate_spatial_on_accuracy
-    wf, wc, wa = cfg.w_format, cfg.w_count, cfg.w_accuracy
-    lo, lr = cfg.lambda_obj, cfg.lambda_rel
-    id_code = _PAPER_ID_CODES.__getitem__
+    ready: list = []  # (item number, response, ground truth, (W, H))
+    add_ready = ready.append
     gt_get = _GT_CACHE.get
-    exact = sim.exact
-    # _SpatialJobs.add, inlined: this loop is the CLI's per-line cost
-    add_entry = jobs.entries.append
-    p_flat_extend = jobs.p_flat.extend
-    p_codes = jobs.p_codes
-    p_codes_extend = p_codes.extend
-    p_start_append = jobs.p_start.append
-    gt_offset = jobs.gt_offset
-    last_gt = last_off = None
     for k, item in enumerate(items):
         if type(item) is tuple and len(item) == 3:
             response, gt_str, size = item
@@ -471,6 +467,151 @@ def _score_spatialthinker(items: Sequence, cfg: RewardConfig, sim: LabelSimilari
         if type(response) is not str:
             out[k] = [*_ZERO, SAMPLE_ERROR + f"response must be a string, got {type(response).__name__}"]
             continue
+        add_ready((k, response, gt, wh))
+    if sim.exact and ready:
+        ready = _score_paper_fast(out, ready, cfg)
+    if ready:
+        _score_paper_python(out, ready, cfg, sim)
+    return out
+
+
+class _GtTable:
+    """The distinct ground truths of a batch as the flat arrays :func:`rewards.scan.paper_batch` reads."""
+
+    def __init__(self):
+        self.rows: dict = {}
+        self.boxes: list = []
+        self.codes: list = []
+        self.off: list = []
+        self.n: list = []
+        self.n_rel: list = []
+        self.names: list = []
+        self.name_start: list = [0]
+        self.keys: list = []
+        self.key_start: list = [0]
+
+    def row(self, gt: GroundTruth) -> int:
+        """Row of ``gt`` (added on first use)."""
+        found = self.rows.get(id(gt))
+        if found is not None:
+            return found[0]
+        r = len(self.off)
+        self.rows[id(gt)] = (r, gt)  # gt kept alive for its id() key
+        if gt.utf8 is None:
+            names = [n.encode() for n in gt.names]
+            gt.utf8 = (b"".join(names), list(map(len, names)), gt.key.encode())
+        names, lens, key = gt.utf8
+        self.off.append(len(self.codes))
+        self.n.append(len(gt.codes))
+        self.n_rel.append(gt.n_rel)
+        self.boxes.extend(gt.flat)
+        self.codes.extend(gt.codes)
+        self.names.append(names)
+        start = self.name_start
+        for length in lens:
+            start.append(start[-1] + length)
+        self.keys.append(key)
+        self.key_start.append(self.key_start[-1] + len(key))
+        return r
+
+
+def _score_paper_fast(out: list, ready: list, cfg: RewardConfig) -> list:
+    """Score the ASCII responses of ``ready`` with :func:`rewards.scan.paper_batch`; returns the entries it did not
+    take (for the Python rules)."""
+    take = [r for r in ready if r[1].isascii()]
+    if not take:
+        return ready
+    rest = [r for r in ready if not r[1].isascii()] if len(take) < len(ready) else []
+    table = _GtTable()
+    grow: list = []
+    last_gt = last_row = None
+    for entry in take:
+        gt = entry[2]
+        if gt is not last_gt:
+            last_gt, last_row = gt, table.row(gt)
+        grow.append(last_row)
+    responses = [entry[1] for entry in take]
+    rstart = np.zeros(len(take) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, responses), dtype=np.int64, count=len(take)), out=rstart[1:])
+    sizes = np.fromiter(chain.from_iterable(entry[3] for entry in take), dtype=np.float64, count=2 * len(take))
+    buf = padded("".join(responses).encode())
+    grow_array = np.array(grow, dtype=np.int64)
+    status, total, count, acc, spatial = _run_paper_batch(buf, rstart, grow_array, table, sizes, cfg)
+    for entry, st, t, c, a, s in zip(
+        take, status.tolist(), total.tolist(), count.tolist(), acc.tolist(), spatial.tolist()
+    ):
+        if st == SCAN_OK:
+            out[entry[0]] = [t, 1.0, c, a, s, ""]
+        else:
+            rest.append(entry)
+    return rest
+
+
+def _run_paper_batch(buf, rstart, grow, table: _GtTable, sizes, cfg: RewardConfig) -> tuple:
+    """:func:`rewards.scan.paper_batch` on ``buf`` (padded uint8), ground truths ``table``, sizes (K*2,)."""
+    i64 = np.int64
+    return paper_batch(
+        buf,
+        rstart,
+        grow,
+        np.array(table.off, dtype=i64),
+        np.array(table.n, dtype=i64),
+        np.array(table.n_rel, dtype=i64),
+        np.array(table.boxes, dtype=np.float64).reshape(-1, 4),
+        np.array(table.codes, dtype=i64),
+        np.frombuffer(b"".join(table.names), dtype=np.uint8),
+        np.array(table.name_start, dtype=i64),
+        np.frombuffer(b"".join(table.keys), dtype=np.uint8),
+        np.array(table.key_start, dtype=i64),
+        sizes.reshape(-1, 2),
+        (cfg.w_format, cfg.w_count, cfg.w_accuracy, cfg.w_spatial)
+        + (cfg.lambda_obj, cfg.lambda_rel, cfg.lambda_semantic, cfg.lambda_spatial),
+        cfg.gate_spatial_on_accuracy,
+    )
+
+
+def paper_fast_available(cfg: RewardConfig) -> bool:
+    """True when :func:`score_decoded` applies: the paper preset with exact label similarity."""
+    return cfg.preset == "spatialthinker" and get_similarity(cfg.label_similarity).exact
+
+
+def score_decoded(responses, rstart, gts: list, gt_index, sizes, cfg: RewardConfig) -> tuple:
+    """Paper preset (exact similarity) on responses already decoded to ASCII bytes, without a Python object per
+    response -- the scoring CLI's path. Response j is ``responses[rstart[j]:rstart[j+1]]`` (uint8, padded as
+    :func:`rewards.scan.padded` pads), its ground truth ``gts[gt_index[j]]`` (a :class:`GroundTruth`), its image
+    ``sizes[j]`` = (W, H).
+
+    Returns ``(status, total, count, accuracy, spatial)`` arrays; the format term of a row with ``status == OK`` is
+    1. Rows with another status (a shape the Numba reader leaves to Python, an unusable ground truth) must be scored
+    with :func:`score_rows`.
+    """
+    _maybe_reset_codes()
+    table = _GtTable()
+    usable = np.array([not (gt.error or gt.scene_error) for gt in gts], dtype=bool)
+    rows = np.array([table.row(gt) if ok else -1 for gt, ok in zip(gts, usable.tolist())], dtype=np.int64)
+    if not usable.all():
+        rows[~usable] = table.row(_EMPTY_GT)  # a harmless row: its results are dropped below
+    gt_index = np.asarray(gt_index, dtype=np.int64)
+    status, total, count, acc, spatial = _run_paper_batch(
+        responses, rstart, rows[gt_index], table, np.ascontiguousarray(sizes, dtype=np.float64).ravel(), cfg
+    )
+    status[~usable[gt_index]] = SCAN_FALLBACK
+    return status, total, count, acc, spatial
+
+
+_EMPTY_GT = GroundTruth()
+
+
+def _score_paper_python(out: list, ready: list, cfg: RewardConfig, sim: LabelSimilarity) -> None:
+    """Paper preset by the Python rules (:func:`check_response`) for ``ready`` entries; the spatial matching of all
+    of them runs in one :func:`spatial_batch` call."""
+    jobs = _SpatialJobs(sim, MODE_PAPER)
+    gate_f = cfg.gate_on_format
+    gate_a = cfg.gate_spatial_on_accuracy
+    wf, wc, wa = cfg.w_format, cfg.w_count, cfg.w_accuracy
+    lo, lr = cfg.lambda_obj, cfg.lambda_rel
+    id_code = _PAPER_ID_CODES.__getitem__
+    for k, response, gt, wh in ready:
         err, ids, flat, n_rel, has_objects, answer = check_response(response, False)
         fmt = 1.0
         if err:
@@ -494,19 +635,9 @@ def _score_spatialthinker(items: Sequence, cfg: RewardConfig, sim: LabelSimilari
                 count = count * lo + max(0.0, 1 - abs(n_rel - gt.n_rel) / gt.n_rel) * lr
         out[k] = [wf * fmt + wc * count + wa * acc, fmt, count, acc, 0.0, err]
         need = acc == 1.0 or not gate_a
-        if gt is not last_gt:
-            last_gt, last_off = gt, gt_offset(gt, gt_codes)
-        add_entry((k, need, last_off, ng, wh[0], wh[1]))
-        p_flat_extend(flat)
-        if exact:
-            p_codes_extend(map(id_code, ids))
-        else:
-            codes = list(map(id_code, ids))
-            p_codes_extend(codes)
-            jobs.add_similarity(need, codes, gt_codes)
-        p_start_append(len(p_codes))
+        codes = list(map(id_code, ids))
+        jobs.add(k, need, flat, codes, gt, gt_codes, wh)
     _finish_spatial(out, jobs, cfg)
-    return out
 
 
 def _readable_parts(response: str):
@@ -631,12 +762,16 @@ def score_rows(items: Sequence, cfg: RewardConfig | None = None) -> list:
         return [score_rows([item], cfg)[0] for item in items]
 
 
-def _score_rows(items: Sequence, cfg: RewardConfig) -> list:
+def _maybe_reset_codes() -> None:
     if len(_NAME_CODES.names) > _MAX_NAMES:  # codes are only compared within a batch: start afresh between batches
         _NAME_CODES.clear()
         _NAME_CODES.names.clear()
         _PAPER_ID_CODES.clear()
         _GT_CACHE.clear()
+
+
+def _score_rows(items: Sequence, cfg: RewardConfig) -> list:
+    _maybe_reset_codes()
     if cfg.preset == "vanilla":
         return _score_vanilla(items, cfg)
     sim = get_similarity(cfg.label_similarity)
@@ -740,6 +875,8 @@ __all__ = [
     "is_sample_error",
     "parse_ground_truth",
     "perfect_response",
+    "paper_fast_available",
     "score_batch",
+    "score_decoded",
     "score_rows",
 ]

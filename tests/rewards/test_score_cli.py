@@ -116,3 +116,96 @@ def test_cli_missing_file(tmp_path):
         check=False,
     )
     assert p.returncode == 2 and b"cannot read" in p.stderr
+
+
+LINE_VARIANTS = [
+    lambda r: r,
+    lambda r: {"meta": {"a": [1, 2.5e-3, None, True, {"b": "x\\y\u00e9"}]}, **r},  # nested fields kept
+    lambda r: {**r, "uid": 12345678901234567890123},
+    lambda r: {k: r[k] for k in ("image_size", "ground_truth", "response")},  # another key order
+    lambda r: {**r, "image_size": [float(r["image_size"][0]), r["image_size"][1]]},
+    lambda r: {**r, "image_size": [0, 5]},
+    lambda r: {**r, "image_size": [-3, 5]},
+    lambda r: {**r, "image_size": "200x150"},
+    lambda r: {**r, "image_size": [200, 150, 3]},
+    lambda r: {**r, "response": r["response"].replace("cup", "caf\u00e9")},
+    lambda r: {**r, "response": r["response"].replace("\n", "\t")},
+    lambda r: {**r, "response": None},
+    lambda r: {**r, "ground_truth": r["ground_truth"].replace("table", "t\u00e4ble")},
+    lambda r: {**r, "ground_truth": "no answer here"},
+    lambda r: {**r, "total": 0.5},
+    lambda r: {k: v for k, v in r.items() if k != "ground_truth"},
+    lambda r: {**r, "note": float("nan")},
+]
+
+
+def _line_text(rng, rec: dict) -> str:
+    text = json.dumps(rec, ensure_ascii=rng.random() < 0.5)
+    choice = rng.random()
+    if choice < 0.1:
+        text = text.replace('"response": "', '"response":"')
+    elif choice < 0.2:
+        text = text.replace("<scene>", "\\u003cscene>", 1)  # an ASCII \u escape decodes to the same text
+    elif choice < 0.25:
+        text = text + " "
+    elif choice < 0.3:
+        text = text.replace('"image_size": [', '"image_size" : [ ')
+    elif choice < 0.33:
+        text = text[: rng.randrange(len(text))]  # cut short: not JSON
+    elif choice < 0.36:
+        text = text.replace('"response"', '"respons\\u0065"')  # an escaped key spelling a known one
+    elif choice < 0.39:
+        text = text.replace("}", "}\r", 1) if rng.random() < 0.5 else text + "\r"
+    elif choice < 0.44:  # a repeated key: JSON keeps the last one
+        key = rng.choice(['"response": "<answer>x</answer>", ', '"ground_truth": "<answer>(B) x</answer>", '])
+        text = text.replace('"image_size": [', key + '"image_size": [', 1)
+    return text
+
+
+def test_fast_cli_path_matches_the_python_path_byte_for_byte():
+    import random
+
+    from rewards.score import _score_raw_lines
+
+    rng = random.Random(0)
+    gts = [GT, GT.replace("(B)", "(C)"), GT.replace("10, 10", "11, 12")]
+    lines = []
+    for i in range(600):
+        gt = rng.choice(gts)
+        response = (
+            perfect_response(gt) if rng.random() < 0.7 else respond(answer=rng.choice(["(B) on the table", "x"]))
+        )
+        if rng.random() < 0.2:
+            response = response.replace('"bbox"', rng.choice(['"box"', '"bbox"']), 1).replace(
+                "50", rng.choice(["5", "50"])
+            )
+        rec = rng.choice(LINE_VARIANTS)({"uid": i, "response": response, "ground_truth": gt, "image_size": list(SIZE)})
+        lines.append(_line_text(rng, rec) + "\n")
+        if rng.random() < 0.03:
+            lines.append(rng.choice(["\n", "  \n", "[]\n", "{}\n", '{"response": "x", "response": "y"}\n']))
+    data = "".join(lines).encode()
+    for block in (1, 8, 4096):  # KiB: blocks cut everywhere, and one block
+        fast_out = io.BytesIO()
+        summary = score_stream(io.BytesIO(data), fast_out, RewardConfig(), batch_size=block)
+        outputs, errors, total = _score_raw_lines(list(enumerate(io.BytesIO(data).readlines(), 1)), RewardConfig())
+        expected = b"".join(x for x in outputs if x is not None)
+        got = fast_out.getvalue()
+        for e_line, g_line in zip(expected.splitlines(), got.splitlines()):
+            assert e_line == g_line
+        assert got == expected
+        assert summary["errors"] == errors and summary["lines"] == sum(x is not None for x in outputs)
+        assert summary["mean_total"] == pytest.approx(total / summary["lines"], rel=1e-12)
+
+
+def test_fast_cli_path_writes_tiny_scores_as_repr_does():
+    from rewards.score import _score_raw_lines
+
+    gt = '<scene>{"objects": [{"id": "cup.1", "bbox": [0, 0, 1, 1]}]}</scene>\n<answer>(A) x</answer>'
+    response = perfect_response(gt).replace("[0, 0, 1, 1]", "[999999, 999999, 1000000, 1000000]")
+    line = json.dumps({"response": response, "ground_truth": gt, "image_size": [1000000, 1000000]}) + "\n"
+    out = io.BytesIO()
+    score_stream(io.BytesIO(line.encode()), out, RewardConfig())
+    expected, _, _ = _score_raw_lines([(1, line.encode())], RewardConfig())
+    assert out.getvalue() == expected[0]
+    spatial = json.loads(out.getvalue())["spatial"]
+    assert 0 < spatial < 1e-4 and f'"spatial": {spatial!r}'.encode() in out.getvalue()

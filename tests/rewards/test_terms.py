@@ -414,6 +414,7 @@ def test_internal_errors_are_contained(monkeypatch):
         raise RuntimeError("kaboom")
 
     monkeypatch.setattr(spatial, "check_response", boom)
+    monkeypatch.setattr(spatial, "paper_batch", boom)  # the Numba reader of the common response
     r = compute_reward(respond(), GT, SIZE)
     assert r.total == 0.0 and "kaboom" in r.error and is_sample_error(r.error)
     rows = score_batch([(respond(), GT, SIZE)] * 3)
