@@ -11,6 +11,9 @@ mutated responses.
 
 Numbers are read with Clinger's exact fast path (at most 15 significant digits, a power of ten up to 1e22), which
 rounds as ``float()`` does; longer or larger numbers go back to Python.
+
+Text is indexed as ``b[_U(p)]`` (an unsigned index) in the byte loops: Numba adds a negative-index wraparound to every
+signed index it cannot prove non-negative, and in these loops that costs more than the work itself.
 """
 
 from __future__ import annotations
@@ -34,9 +37,6 @@ PAD = 16
 _U = np.uint64
 _ONES = _U(0x0101010101010101)
 _HIGH = _U(0x8080808080808080)
-_QUOTES = _U(0x2222222222222222)
-_BACKSLASHES = _U(0x5C5C5C5C5C5C5C5C)
-_SPACES = _U(0x2020202020202020)
 _LESS = _U(0x3C3C3C3C3C3C3C3C)
 _FNV_OFFSET = _U(14695981039346656037)
 _FNV_PRIME = _U(1099511628211)
@@ -73,31 +73,12 @@ def _has_byte(x, pattern):
 
 
 @njit(cache=True)
-def _string_stops(x):
-    """Nonzero when a byte of ``x`` ends a plain run of a JSON string: ``"``, ``\\``, a control byte or a
-    non-ASCII byte; its lowest set bit marks the first such byte."""
-    return _has_byte(x, _QUOTES) | _has_byte(x, _BACKSLASHES) | ((x - _SPACES) | x) & _HIGH
-
-
-@njit(cache=True)
 def _first_marked(mask):
     """Byte index (0-7) of the lowest marked byte of a nonzero ``mask``."""
     k = 0
     while (mask >> _U(8 * k)) & _U(0x80) == 0:
         k += 1
     return k
-
-
-@njit(cache=True)
-def _string_run(b64, q, end):
-    """First position at or after ``q`` (before ``end``) that may end a plain string run, checked 8 bytes at a
-    time; ``end`` or a position in the last 7 bytes when none is found (the caller reads those bytes one by one)."""
-    while q + 8 <= end:
-        mask = _string_stops(_word(b64, q))
-        if mask:
-            return q + _first_marked(mask)
-        q += 8
-    return q
 
 
 # the eight template tags, in template order; tag t is "<name>" for even t, "</name>" for odd t
@@ -130,12 +111,12 @@ def _tag_at(b, p, end):
     ``</?(?:observe|scene|think|answer)>``); also the position after it."""
     q = p + 1
     closing = 0
-    if q < end and b[q] == 47:  # '/'
+    if q < end and b[_U(q)] == 47:  # '/'
         closing = 1
         q += 1
     if q >= end:
         return -1, p
-    c = b[q]
+    c = b[_U(q)]
     if c == 111:  # o
         name = 0
     elif c == 115:  # s
@@ -150,9 +131,9 @@ def _tag_at(b, p, end):
     if q + n >= end:
         return -1, p
     for i in range(n):
-        if b[q + i] != _TAG_BYTES[name, i]:
+        if b[_U(q + i)] != _TAG_BYTES[name, i]:
             return -1, p
-    if b[q + n] != 62:  # '>'
+    if b[_U(q + n)] != 62:  # '>'
         return -1, p
     return 2 * name + closing, q + n + 1
 
@@ -161,7 +142,7 @@ def _tag_at(b, p, end):
 def _ws(b, p, end):
     """Position of the first byte at or after ``p`` that is not JSON whitespace."""
     while p < end:
-        c = b[p]
+        c = b[_U(p)]
         if c == 32 or c == 10 or c == 13 or c == 9:
             p += 1
         else:
@@ -175,7 +156,7 @@ def _string(b, p, end):
     when it is not one."""
     q = p + 1
     while q < end:
-        c = b[q]
+        c = b[_U(q)]
         if c == 34:  # '"'
             return p + 1, q, q + 1
         if c == 92 or c < 32:  # a backslash or a control byte: the Python reading decides
@@ -212,18 +193,18 @@ def _id_form(b, s, e):
     """True when ``b[s:e]`` is the paper's id form ``[a-zA-Z_]+\\.\\d+`` (ASCII digits)."""
     i = s
     while i < e:
-        c = b[i]
+        c = b[_U(i)]
         if (65 <= c <= 90) or (97 <= c <= 122) or c == 95:
             i += 1
         else:
             break
-    if i == s or i >= e or b[i] != 46:  # at least one letter, then '.'
+    if i == s or i >= e or b[_U(i)] != 46:  # at least one letter, then '.'
         return False
     i += 1
     if i >= e:
         return False
     while i < e:
-        if not (48 <= b[i] <= 57):
+        if not (48 <= b[_U(i)] <= 57):
             return False
         i += 1
     return True
@@ -234,19 +215,19 @@ def _number(b, p, end):
     """A JSON number at ``b[p]``: ``(value, after)`` with ``after`` -1 when it is not one this reader takes (not a
     number, more than 15 significant digits, a power of ten beyond 1e22). The value is what ``float()`` gives."""
     neg = False
-    if p < end and b[p] == 45:  # '-'
+    if p < end and b[_U(p)] == 45:  # '-'
         neg = True
         p += 1
     if p >= end:
         return 0.0, -1
     m = 0
     digits = 0
-    c = b[p]
+    c = b[_U(p)]
     if c == 48:  # a leading 0 stands alone ("01" is not JSON: the caller then sees no delimiter)
         p += 1
     elif 49 <= c <= 57:
-        while p < end and 48 <= b[p] <= 57:
-            m = m * 10 + (b[p] - 48)
+        while p < end and 48 <= b[_U(p)] <= 57:
+            m = m * 10 + (b[_U(p)] - 48)
             digits += 1
             p += 1
         if digits > 15:
@@ -255,12 +236,12 @@ def _number(b, p, end):
         return 0.0, -1
     is_int = True
     e10 = 0
-    if p < end and b[p] == 46:  # '.'
+    if p < end and b[_U(p)] == 46:  # '.'
         is_int = False
         p += 1
         start = p
-        while p < end and 48 <= b[p] <= 57:
-            m = m * 10 + (b[p] - 48)
+        while p < end and 48 <= b[_U(p)] <= 57:
+            m = m * 10 + (b[_U(p)] - 48)
             if m != 0:
                 digits += 1
             e10 -= 1
@@ -269,17 +250,17 @@ def _number(b, p, end):
                 return 0.0, -1
         if p == start:
             return 0.0, -1
-    if p < end and (b[p] == 101 or b[p] == 69):  # 'e' / 'E'
+    if p < end and (b[_U(p)] == 101 or b[_U(p)] == 69):  # 'e' / 'E'
         is_int = False
         p += 1
         eneg = False
-        if p < end and (b[p] == 43 or b[p] == 45):
-            eneg = b[p] == 45
+        if p < end and (b[_U(p)] == 43 or b[_U(p)] == 45):
+            eneg = b[_U(p)] == 45
             p += 1
         start = p
         ev = 0
-        while p < end and 48 <= b[p] <= 57:
-            ev = ev * 10 + (b[p] - 48)
+        while p < end and 48 <= b[_U(p)] <= 57:
+            ev = ev * 10 + (b[_U(p)] - 48)
             p += 1
             if p - start > 4:
                 return 0.0, -1
@@ -303,7 +284,7 @@ def _number(b, p, end):
 def _bbox(b, p, end, boxes, row):
     """A ``[x1, y1, x2, y2]`` of four numbers at ``b[p] == '['`` into ``boxes[row]``; position after it, -1 if not
     taken (including corners out of order: the Python reading orders its errors)."""
-    if p >= end or b[p] != 91:
+    if p >= end or b[_U(p)] != 91:
         return -1
     p = _ws(b, p + 1, end)
     for i in range(4):
@@ -315,10 +296,10 @@ def _bbox(b, p, end, boxes, row):
         if p >= end:
             return -1
         if i < 3:
-            if b[p] != 44:  # ','
+            if b[_U(p)] != 44:  # ','
                 return -1
             p = _ws(b, p + 1, end)
-        elif b[p] != 93:  # ']'
+        elif b[_U(p)] != 93:  # ']'
             return -1
     if not (boxes[row, 0] <= boxes[row, 2] and boxes[row, 1] <= boxes[row, 3]):
         return -1
@@ -328,7 +309,7 @@ def _bbox(b, p, end, boxes, row):
 @njit(cache=True)
 def _object(b, b64, p, end, boxes, ids, row):
     """``{"id": "name.N", "bbox": [...]}`` (keys in either order, each once, nothing else) at ``b[p]``."""
-    if p >= end or b[p] != 123:  # '{'
+    if p >= end or b[_U(p)] != 123:  # '{'
         return -1
     p = _ws(b, p + 1, end)
     seen_id = False
@@ -338,7 +319,7 @@ def _object(b, b64, p, end, boxes, ids, row):
         if p < 0:
             return -1
         if key == KEY_ID and not seen_id:
-            if p >= end or b[p] != 34:
+            if p >= end or b[_U(p)] != 34:
                 return -1
             s, e, p = _string(b, p, end)
             if p < 0 or not _id_form(b, s, e):
@@ -356,9 +337,9 @@ def _object(b, b64, p, end, boxes, ids, row):
         p = _ws(b, p, end)
         if p >= end:
             return -1
-        if b[p] == 125:  # '}'
+        if b[_U(p)] == 125:  # '}'
             return p + 1 if (seen_id and seen_box) else -1
-        if b[p] != 44:
+        if b[_U(p)] != 44:
             return -1
         p = _ws(b, p + 1, end)
 
@@ -366,7 +347,7 @@ def _object(b, b64, p, end, boxes, ids, row):
 @njit(cache=True)
 def _relationship(b, b64, p, end):
     """``{"subject": id, "predicate": str, "object": id}`` (any order, each once, nothing else) at ``b[p]``."""
-    if p >= end or b[p] != 123:
+    if p >= end or b[_U(p)] != 123:
         return -1
     p = _ws(b, p + 1, end)
     seen = 0
@@ -375,7 +356,7 @@ def _relationship(b, b64, p, end):
         if p < 0 or key < KEY_SUBJECT:
             return -1
         bit = 1 << (key - KEY_SUBJECT)
-        if seen & bit or p >= end or b[p] != 34:
+        if seen & bit or p >= end or b[_U(p)] != 34:
             return -1
         s, e, p = _string(b, p, end)
         if p < 0 or (key != KEY_PREDICATE and not _id_form(b, s, e)):
@@ -384,9 +365,9 @@ def _relationship(b, b64, p, end):
         p = _ws(b, p, end)
         if p >= end:
             return -1
-        if b[p] == 125:
+        if b[_U(p)] == 125:
             return p + 1 if seen == 7 else -1
-        if b[p] != 44:
+        if b[_U(p)] != 44:
             return -1
         p = _ws(b, p + 1, end)
 
@@ -398,9 +379,9 @@ def _after_element(b, p, end):
     p = _ws(b, p, end)
     if p >= end:
         return -1, False
-    if b[p] == 93:  # ']'
+    if b[_U(p)] == 93:  # ']'
         return p + 1, True
-    if b[p] != 44:  # ','
+    if b[_U(p)] != 44:  # ','
         return -1, False
     return _ws(b, p + 1, end), False
 
@@ -411,7 +392,7 @@ def _scene(b, b64, p, end, boxes, ids, row0):
     Objects go to ``boxes``/``ids`` from ``row0``; their ids are checked unique."""
     cap = boxes.shape[0]
     p = _ws(b, p, end)
-    if p >= end or b[p] != 123:
+    if p >= end or b[_U(p)] != 123:
         return -1, 0, False
     p = _ws(b, p + 1, end)
     n_obj = 0
@@ -420,7 +401,7 @@ def _scene(b, b64, p, end, boxes, ids, row0):
     seen_rels = False
     while True:
         key, p = _key(b, b64, p, end)
-        if p < 0 or p >= end or b[p] != 91:
+        if p < 0 or p >= end or b[_U(p)] != 91:
             return -1, 0, False
         p = _ws(b, p + 1, end)
         objects = key == KEY_OBJECTS
@@ -428,7 +409,7 @@ def _scene(b, b64, p, end, boxes, ids, row0):
             return -1, 0, False
         seen_objects |= objects
         seen_rels |= not objects
-        done = p < end and b[p] == 93  # ']': an empty list
+        done = p < end and b[_U(p)] == 93  # ']': an empty list
         if done:
             p += 1
         while not done:
@@ -448,10 +429,10 @@ def _scene(b, b64, p, end, boxes, ids, row0):
         p = _ws(b, p, end)
         if p >= end:
             return -1, 0, False
-        if b[p] == 125:
+        if b[_U(p)] == 125:
             p = _ws(b, p + 1, end)
             break
-        if b[p] != 44:
+        if b[_U(p)] != 44:
             return -1, 0, False
         p = _ws(b, p + 1, end)
     if p != end:
@@ -665,6 +646,11 @@ for _i, _k in enumerate((*_LINE_KEYS, b"error")):
 _ESCAPES = np.zeros(128, dtype=np.uint8)  # byte after a backslash -> the byte it stands for (0: not an escape)
 for _c, _v in zip(b'"\\/bfnrt', b'"\\/\b\f\n\r\t'):
     _ESCAPES[_c] = _v
+_STRING_CLASS = np.zeros(256, dtype=np.uint8)  # inside a JSON string: 0 plain, 1 '"', 2 '\\', 3 control or non-ASCII
+_STRING_CLASS[34] = 1
+_STRING_CLASS[92] = 2
+_STRING_CLASS[:32] = 3
+_STRING_CLASS[128:] = 3
 
 
 @njit(cache=True)
@@ -701,36 +687,42 @@ def _escape(b, q, end):
 
 
 @njit(cache=True)
-def _skip_string(b, b64, p, end):
-    """Past the ASCII JSON string at ``b[p] == '"'`` (escapes checked), and a hash of its raw text: ``(after,
-    hash)``, after -1 if it is not one (or not ASCII)."""
-    q = p + 1
-    h = _FNV_OFFSET
-    while True:
-        r = _string_run(b64, q, end)
-        while q + 8 <= r:  # the plain run, hashed 8 bytes at a time
-            h = (h ^ _word(b64, q)) * _FNV_PRIME
-            q += 8
-        while q < r:
-            h = (h ^ _U(b[q])) * _FNV_PRIME
-            q += 1
-        if q >= end:
-            return -1, h
-        c = b[q]
-        h = (h ^ _U(c)) * _FNV_PRIME
-        if c == 34:
-            return q + 1, h
-        if c < 32 or c >= 128:
-            return -1, h
-        if c == 92:
-            v, n = _escape(b, q, end)
-            if v < 0:
-                return -1, h
-            for i in range(1, n):
-                h = (h ^ _U(b[q + i])) * _FNV_PRIME
-            q += n
+def _skip_string(b, p, end):
+    """Past the ASCII JSON string at ``b[p] == '"'`` (escapes checked); -1 if it is not one (or not ASCII).
+
+    The hot loops of the line reader index with unsigned integers: Numba then skips the negative-index wraparound
+    it adds to every signed index, which here is most of the cost."""
+    one = _U(1)
+    q = _U(p + 1)
+    stop = _U(end)
+    while q < stop:
+        kind = _STRING_CLASS[b[q]]
+        if kind == 0:
+            q += one
             continue
-        q += 1
+        if kind == 1:
+            return np.int64(q) + 1
+        if kind == 3:
+            return -1
+        v, n = _escape(b, np.int64(q), end)
+        if v < 0:
+            return -1
+        q += _U(n)
+    return -1
+
+
+@njit(cache=True)
+def _hash_span(b, b64, s, e):
+    """FNV-1a over ``b[s:e]``, 8 bytes at a time (used to group equal ground-truth strings; equality is then
+    checked byte for byte)."""
+    h = _FNV_OFFSET
+    while s + 8 <= e:
+        h = (h ^ _word(b64, s)) * _FNV_PRIME
+        s += 8
+    while s < e:
+        h = (h ^ _U(b[s])) * _FNV_PRIME
+        s += 1
+    return h
 
 
 @njit(cache=True)
@@ -780,11 +772,11 @@ def _skip_literal(b, p, end):
 
 
 @njit(cache=True)
-def _member_key(b, b64, p, end):
+def _member_key(b, p, end):
     """An object key string and its colon at ``b[p]``: position after the colon (and whitespace), -1 if not."""
     if p >= end or b[p] != 34:
         return -1
-    p, _ = _skip_string(b, b64, p, end)
+    p = _skip_string(b, p, end)
     if p < 0:
         return -1
     p = _ws(b, p, end)
@@ -794,7 +786,7 @@ def _member_key(b, b64, p, end):
 
 
 @njit(cache=True)
-def _skip_value(b, b64, p, end, stack):
+def _skip_value(b, p, end, stack):
     """Past any JSON value at ``b[p]`` (checked against the grammar, nesting up to ``len(stack)``); -1 if it is not
     one this reader takes."""
     depth = 0
@@ -813,12 +805,12 @@ def _skip_value(b, b64, p, end, stack):
                     return -1
                 stack[depth] = c
                 depth += 1
-                p = _member_key(b, b64, q, end) if c == 123 else q
+                p = _member_key(b, q, end) if c == 123 else q
                 if p < 0:
                     return -1
                 opened = True
         elif c == 34:
-            p, _ = _skip_string(b, b64, p, end)
+            p = _skip_string(b, p, end)
         elif c == 45 or 48 <= c <= 57:
             p = _skip_number(b, p, end)
         else:
@@ -838,7 +830,7 @@ def _skip_value(b, b64, p, end, stack):
             if b[p] == 44:
                 p = _ws(b, p + 1, end)
                 if top == 123:
-                    p = _member_key(b, b64, p, end)
+                    p = _member_key(b, p, end)
                     if p < 0:
                         return -1
                 break
@@ -850,9 +842,9 @@ def _skip_value(b, b64, p, end, stack):
 
 
 @njit(cache=True)
-def _line_key(b, b64, p, end):
+def _line_key(b, p, end):
     """The key at ``b[p] == '"'``: (LINE_KEY_*, position after the colon); position -1 if not taken."""
-    q, _ = _skip_string(b, b64, p, end)
+    q = _skip_string(b, p, end)
     if q < 0:
         return LINE_KEY_OTHER, -1
     s = p + 1
@@ -878,34 +870,32 @@ def _line_key(b, b64, p, end):
 
 
 @njit(cache=True)
-def _unescape(b, b64, p, end, out, o):
+def _unescape(b, p, end, out, o):
     """The ASCII JSON string at ``b[p] == '"'`` decoded into ``out[o:]``: (position after it, end in ``out``);
-    position -1 if it is not one (or decodes to non-ASCII)."""
-    q = p + 1
-    while True:
-        r = _string_run(b64, q, end)
-        if r > q:  # a plain run: one copy
-            out[o : o + r - q] = b[q:r]
-            o += r - q
-            q = r
-        if q >= end:
-            return -1, o
+    position -1 if it is not one (or decodes to non-ASCII). Unsigned indices, as in :func:`_skip_string`."""
+    one = _U(1)
+    q = _U(p + 1)
+    stop = _U(end)
+    w = _U(o)
+    while q < stop:
         c = b[q]
-        if c == 34:
-            return q + 1, o
-        if c < 32 or c >= 128:
-            return -1, o
-        if c == 92:
-            v, n = _escape(b, q, end)
-            if v < 0 or v >= 128:
-                return -1, o
-            out[o] = v
-            o += 1
-            q += n
+        kind = _STRING_CLASS[c]
+        if kind == 0:
+            out[w] = c
+            w += one
+            q += one
             continue
-        out[o] = c
-        o += 1
-        q += 1
+        if kind == 1:
+            return np.int64(q) + 1, np.int64(w)
+        if kind == 3:
+            return -1, np.int64(w)
+        v, n = _escape(b, np.int64(q), end)
+        if v < 0 or v >= 128:
+            return -1, np.int64(w)
+        out[w] = v
+        w += one
+        q += _U(n)
+    return -1, np.int64(w)
 
 
 @njit(cache=True)
@@ -1016,12 +1006,12 @@ def read_lines(buf, lstart):
             if p >= end or buf[p] != 34:
                 ok = False
                 break
-            key, p = _line_key(buf, b64, p, end)
+            key, p = _line_key(buf, p, end)
             if p < 0 or key == LINE_KEY_OUTPUT:
                 ok = False
                 break
             if key == LINE_KEY_OTHER:
-                p = _skip_value(buf, b64, p, end, stack)
+                p = _skip_value(buf, p, end, stack)
             else:
                 bit = 1 << key
                 if seen & bit or p >= end:
@@ -1032,7 +1022,7 @@ def read_lines(buf, lstart):
                     if buf[p] != 34:
                         ok = False
                         break
-                    p, o = _unescape(buf, b64, p, end, out, o)
+                    p, o = _unescape(buf, p, end, out, o)
                 elif key == LINE_KEY_GT:
                     if buf[p] != 34:
                         ok = False
@@ -1043,7 +1033,8 @@ def read_lines(buf, lstart):
                     if p >= 0:  # the ground truth of an earlier line, byte for byte
                         hv = _U(recent[slot, 2])
                     else:
-                        p, hv = _skip_string(buf, b64, g0 - 1, end)
+                        p = _skip_string(buf, g0 - 1, end)
+                        hv = _hash_span(buf, b64, g0, p - 1) if p >= 0 else _FNV_OFFSET
                         if p >= 0 and slot >= 0:
                             recent[slot, 0] = g0
                             recent[slot, 1] = p - 1
@@ -1140,25 +1131,28 @@ def write_lines(buf, lstart, kind, ref, numbers, nstart, lit, litstart):
         if k == 3:
             continue
         if k == 1:
-            m = litstart[r + 1] - litstart[r]
-            out[o : o + m] = lit[litstart[r] : litstart[r + 1]]
-            o += m
+            o = _copy(out, o, lit, litstart[r], litstart[r + 1])
             continue
-        m = lstart[i + 1] - lstart[i] - 2
-        out[o : o + m] = buf[lstart[i] : lstart[i] + m]
-        o += m
+        o = _copy(out, o, buf, lstart[i], lstart[i + 1] - 2)
         if k == 2:
-            m = litstart[r + 1] - litstart[r]
-            out[o : o + m] = lit[litstart[r] : litstart[r + 1]]
-            o += m
+            o = _copy(out, o, lit, litstart[r], litstart[r + 1])
             continue
-        for part in range(6):
-            m = _TAIL_START[part + 1] - _TAIL_START[part]
-            out[o : o + m] = _TAIL_BYTES[_TAIL_START[part] : _TAIL_START[part + 1]]
-            o += m
-            if part < 5:
-                x = 5 * r + part
-                m = nstart[x + 1] - 1 - nstart[x]
-                out[o : o + m] = numbers[nstart[x] : nstart[x] + m]
-                o += m
+        for part in range(5):
+            o = _copy(out, o, _TAIL_BYTES, _TAIL_START[part], _TAIL_START[part + 1])
+            x = 5 * r + part
+            o = _copy(out, o, numbers, nstart[x], nstart[x + 1] - 1)
+        o = _copy(out, o, _TAIL_BYTES, _TAIL_START[5], _TAIL_START[6])
     return out
+
+
+@njit(cache=True)
+def _copy(out, o, src, s, e):
+    """``src[s:e]`` into ``out`` from ``o``; returns the position after it (short pieces byte by byte, which is
+    cheaper than a slice copy)."""
+    if e - s > 32:
+        out[o : o + e - s] = src[s:e]
+        return o + e - s
+    for t in range(s, e):
+        out[o] = src[t]
+        o += 1
+    return o

@@ -8,9 +8,9 @@ jittered by a few pixels, answers right so every response pays for the spatial m
 times:
 
 * ``score_batch`` in this process (batches of ``--batch`` responses, GRPO-like);
-* ``python -m rewards.score`` end to end on a JSONL file of the same responses: the CLI's own figure (read, parse,
-  score, write; start-up excluded) and the time of the whole subprocess minus that of the same command on a
-  one-line file (start-up: interpreter, imports, Numba cache load).
+* ``python -m rewards.score`` end to end on a JSONL file of ``--cli-repeat`` copies of the same responses: the CLI's
+  own figure (read, parse, score, write; start-up excluded) and the time of the whole subprocess minus that of the
+  same command on a one-line file (start-up: interpreter, imports, Numba cache load), best of three each.
 
 Each is given as wall time and as CPU time (which a busy machine inflates less). Run it on an idle core.
 """
@@ -107,16 +107,19 @@ def run_cli(path: Path) -> tuple[float, float, str]:
     return wall, cpu, p.stderr
 
 
-def bench_cli(items: list[dict]) -> dict[str, tuple[float, float]]:
-    """us/response of the CLI: as it reports itself, and whole-process time minus the time of a one-line run."""
+def bench_cli(items: list[dict], repeat: int) -> dict[str, tuple[float, float]]:
+    """us/response of the CLI on ``repeat`` copies of ``items``: as it reports itself, and whole-process time minus
+    the time of a one-line run (enough lines that start-up's jitter, about 0.1 s, does not swamp the difference)."""
     with tempfile.TemporaryDirectory() as d:
         big, one = Path(d) / "in.jsonl", Path(d) / "one.jsonl"
-        big.write_text("".join(json.dumps(r) + "\n" for r in items))
+        big.write_text("".join(json.dumps(r) + "\n" for r in items) * repeat)
         one.write_text(json.dumps(items[0]) + "\n")
         run_cli(one)  # Numba cache written, files in the page cache
-        small = [run_cli(one) for _ in range(2)]
-        large = [run_cli(big) for _ in range(2)]
-    n = len(items)
+        small, large = [], []
+        for _ in range(3):  # interleaved, so that a drift in start-up time hits both alike
+            small.append(run_cli(one))
+            large.append(run_cli(big))
+    n = len(items) * repeat
     best = min(large, key=lambda x: x[1])
     wall = re.search(r"us_per_response=([\d.]+)", best[2])
     cpu = re.search(r"cpu_us_per_response=([\d.]+)", best[2])
@@ -135,6 +138,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scenes", type=int, default=64, help="distinct ground truths")
     ap.add_argument("--batch", type=int, default=4096, help="score_batch batch size")
     ap.add_argument("--no-cli", action="store_true", help="skip the CLI benchmark")
+    ap.add_argument("--cli-repeat", type=int, default=5, help="the CLI scores this many copies of the responses")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     t = time.perf_counter()
@@ -144,7 +148,7 @@ def main(argv=None) -> int:
     wall, cpu, mean_total = bench_in_process(items, a.batch)
     rows = {f"score_batch (batches of {a.batch})": (wall, cpu)}
     if not a.no_cli:
-        rows.update(bench_cli(items))
+        rows.update(bench_cli(items, a.cli_repeat))
     log.info("%d responses, %d objects per scene, %d scenes, mean total %.4f", a.n, a.objects, a.scenes, mean_total)
     log.info("%-42s %10s %10s", "path", "wall us", "CPU us")
     for name, (w, c) in rows.items():
