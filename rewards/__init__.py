@@ -7,6 +7,7 @@ The public names below are loaded on first use, so ``import rewards.prompt`` doe
 * :mod:`rewards.template` -- the never-raising template checks and answer normalisation;
 * :mod:`rewards.similarity` -- label similarity backends (exact, MiniLM, spaCy);
 * :mod:`rewards.kernels` -- CIoU, the assignment solver and the batched spatial score;
+* :mod:`rewards.scan` -- the Numba reader that scores the common response (and JSONL line) end to end;
 * :mod:`rewards.score` -- the JSONL scoring CLI (``python -m rewards.score``).
 """
 
