@@ -726,6 +726,15 @@ def _hash_span(b, b64, s, e):
 
 
 @njit(cache=True)
+def _skip_digits(b, p, end):
+    """Past one or more ASCII digits at ``b[p]``; -1 if there is none."""
+    start = p
+    while p < end and 48 <= b[p] <= 57:
+        p += 1
+    return p if p > start else -1
+
+
+@njit(cache=True)
 def _skip_number(b, p, end):
     """Past a JSON number (the grammar, any size) at ``b[p]``; -1 if it is not one."""
     if p < end and b[p] == 45:
@@ -735,26 +744,18 @@ def _skip_number(b, p, end):
     if b[p] == 48:
         p += 1
     elif 49 <= b[p] <= 57:
-        while p < end and 48 <= b[p] <= 57:
-            p += 1
+        p = _skip_digits(b, p, end)
     else:
         return -1
-    if p < end and b[p] == 46:
-        p += 1
-        start = p
-        while p < end and 48 <= b[p] <= 57:
-            p += 1
-        if p == start:
+    if p < end and b[p] == 46:  # a fraction needs a digit
+        p = _skip_digits(b, p + 1, end)
+        if p < 0:
             return -1
-    if p < end and (b[p] == 101 or b[p] == 69):
+    if p < end and (b[p] == 101 or b[p] == 69):  # so does an exponent
         p += 1
         if p < end and (b[p] == 43 or b[p] == 45):
             p += 1
-        start = p
-        while p < end and 48 <= b[p] <= 57:
-            p += 1
-        if p == start:
-            return -1
+        p = _skip_digits(b, p, end)
     return p
 
 
@@ -929,21 +930,27 @@ def _recent_slot(b64, p, end):
 
 
 @njit(cache=True)
+def _equal_bytes(b, b64, a, c, n):
+    """``b[a:a+n] == b[c:c+n]``, compared 8 bytes at a time."""
+    t = 0
+    while t + 8 <= n:
+        if _word(b64, a + t) != _word(b64, c + t):
+            return False
+        t += 8
+    while t < n:
+        if b[a + t] != b[c + t]:
+            return False
+        t += 1
+    return True
+
+
+@njit(cache=True)
 def _same_string(b, b64, p, end, s0, s1):
     """Position after the string whose text starts at ``p`` when that text is ``b[s0:s1]`` (a string read before)
     and its closing quote follows; -1 otherwise."""
     n = s1 - s0
-    if n < 0 or p + n >= end or b[p + n] != 34:
+    if n < 0 or p + n >= end or b[p + n] != 34 or not _equal_bytes(b, b64, p, s0, n):
         return -1
-    t = 0
-    while t + 8 <= n:
-        if _word(b64, p + t) != _word(b64, s0 + t):
-            return -1
-        t += 8
-    while t < n:
-        if b[p + t] != b[s0 + t]:
-            return -1
-        t += 1
     return p + n + 1
 
 
@@ -1072,27 +1079,12 @@ def same_bytes(buf, spans, ref):
     """``buf[spans[j, 0]:spans[j, 1]] == buf[spans[ref[j], 0]:spans[ref[j], 1]]`` for every j (``buf`` padded)."""
     b64 = _words(buf)
     n = spans.shape[0]
-    out = np.ones(n, dtype=np.bool_)
+    out = np.empty(n, dtype=np.bool_)
     for j in range(n):
-        r = ref[j]
         a = spans[j, 0]
-        c = spans[r, 0]
+        c = spans[ref[j], 0]
         length = spans[j, 1] - a
-        if length != spans[r, 1] - c:
-            out[j] = False
-            continue
-        if a == c:
-            continue
-        t = 0
-        while t + 8 <= length:
-            if _word(b64, a + t) != _word(b64, c + t):
-                out[j] = False
-                break
-            t += 8
-        while out[j] and t < length:
-            if buf[a + t] != buf[c + t]:
-                out[j] = False
-            t += 1
+        out[j] = length == spans[ref[j], 1] - c and (a == c or _equal_bytes(buf, b64, a, c, length))
     return out
 
 

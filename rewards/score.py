@@ -42,7 +42,6 @@ from rewards.spatial import (
     SAMPLE_ERROR,
     RewardConfig,
     paper_fast_available,
-    parse_ground_truth,
     score_decoded,
     score_rows,
 )
@@ -174,9 +173,7 @@ def _score_block(data: bytes, first_line: int, cfg: RewardConfig) -> tuple:
         _, first, inverse = np.unique(ghash, return_index=True, return_inverse=True)
         same = same_bytes(buf, gspan, first[inverse])
         texts = [_decode_string(data, a, b) for a, b in gspan[first].tolist()]
-        status, total, count, acc, spatial = score_decoded(
-            responses, rstart, [parse_ground_truth(t) for t in texts], inverse, sizes, cfg
-        )
+        status, total, count, acc, spatial = score_decoded(responses, rstart, texts, inverse, sizes, cfg)
         values = np.column_stack((np.ones(len(total)), count, acc, spatial, total))
         magnitude = np.abs(values)
         # orjson writes the shortest round-trip digits as repr does, but positionally below 1e-4 (repr: 1e-05)

@@ -522,21 +522,21 @@ def _score_paper_fast(out: list, ready: list, cfg: RewardConfig) -> list:
     if not take:
         return ready
     rest = [r for r in ready if not r[1].isascii()] if len(take) < len(ready) else []
-    table = _GtTable()
-    grow: list = []
-    last_gt = last_row = None
+    gts: list = []  # the distinct ground truths, in order of first use
+    index_of: dict = {}
+    gt_index: list = []
     for entry in take:
-        gt = entry[2]
-        if gt is not last_gt:
-            last_gt, last_row = gt, table.row(gt)
-        grow.append(last_row)
+        g = index_of.get(id(entry[2]))
+        if g is None:
+            g = index_of[id(entry[2])] = len(gts)
+            gts.append(entry[2])
+        gt_index.append(g)
     responses = [entry[1] for entry in take]
     rstart = np.zeros(len(take) + 1, dtype=np.int64)
     np.cumsum(np.fromiter(map(len, responses), dtype=np.int64, count=len(take)), out=rstart[1:])
     sizes = np.fromiter(chain.from_iterable(entry[3] for entry in take), dtype=np.float64, count=2 * len(take))
     buf = padded("".join(responses).encode())
-    grow_array = np.array(grow, dtype=np.int64)
-    status, total, count, acc, spatial = _run_paper_batch(buf, rstart, grow_array, table, sizes, cfg)
+    status, total, count, acc, spatial = _paper_rows(buf, rstart, gts, gt_index, sizes, cfg)
     for entry, st, t, c, a, s in zip(
         take, status.tolist(), total.tolist(), count.tolist(), acc.tolist(), spatial.tolist()
     ):
@@ -547,13 +547,21 @@ def _score_paper_fast(out: list, ready: list, cfg: RewardConfig) -> list:
     return rest
 
 
-def _run_paper_batch(buf, rstart, grow, table: _GtTable, sizes, cfg: RewardConfig) -> tuple:
-    """:func:`rewards.scan.paper_batch` on ``buf`` (padded uint8), ground truths ``table``, sizes (K*2,)."""
+def _paper_rows(buf, rstart, gts: list, gt_index, sizes, cfg: RewardConfig) -> tuple:
+    """:func:`rewards.scan.paper_batch` on responses ``buf[rstart[j]:rstart[j+1]]`` (padded uint8) against
+    ``gts[gt_index[j]]`` (:class:`GroundTruth`) with image sizes ``sizes`` (K, 2) or (2K,); rows whose ground truth
+    is unusable come back with status FALLBACK."""
+    table = _GtTable()
+    usable = np.array([not (gt.error or gt.scene_error) for gt in gts], dtype=bool)
+    rows = np.array([table.row(gt) if ok else -1 for gt, ok in zip(gts, usable.tolist())], dtype=np.int64)
+    if not usable.all():
+        rows[~usable] = table.row(_EMPTY_GT)  # a harmless row: its results are dropped below
+    gt_index = np.asarray(gt_index, dtype=np.int64)
     i64 = np.int64
-    return paper_batch(
+    status, total, count, acc, spatial = paper_batch(
         buf,
         rstart,
-        grow,
+        rows[gt_index],
         np.array(table.off, dtype=i64),
         np.array(table.n, dtype=i64),
         np.array(table.n_rel, dtype=i64),
@@ -563,11 +571,13 @@ def _run_paper_batch(buf, rstart, grow, table: _GtTable, sizes, cfg: RewardConfi
         np.array(table.name_start, dtype=i64),
         np.frombuffer(b"".join(table.keys), dtype=np.uint8),
         np.array(table.key_start, dtype=i64),
-        sizes.reshape(-1, 2),
+        np.ascontiguousarray(sizes, dtype=np.float64).reshape(-1, 2),
         (cfg.w_format, cfg.w_count, cfg.w_accuracy, cfg.w_spatial)
         + (cfg.lambda_obj, cfg.lambda_rel, cfg.lambda_semantic, cfg.lambda_spatial),
         cfg.gate_spatial_on_accuracy,
     )
+    status[~usable[gt_index]] = SCAN_FALLBACK
+    return status, total, count, acc, spatial
 
 
 def paper_fast_available(cfg: RewardConfig) -> bool:
@@ -575,28 +585,18 @@ def paper_fast_available(cfg: RewardConfig) -> bool:
     return cfg.preset == "spatialthinker" and get_similarity(cfg.label_similarity).exact
 
 
-def score_decoded(responses, rstart, gts: list, gt_index, sizes, cfg: RewardConfig) -> tuple:
+def score_decoded(responses, rstart, gt_texts: list, gt_index, sizes, cfg: RewardConfig) -> tuple:
     """Paper preset (exact similarity) on responses already decoded to ASCII bytes, without a Python object per
     response -- the scoring CLI's path. Response j is ``responses[rstart[j]:rstart[j+1]]`` (uint8, padded as
-    :func:`rewards.scan.padded` pads), its ground truth ``gts[gt_index[j]]`` (a :class:`GroundTruth`), its image
-    ``sizes[j]`` = (W, H).
+    :func:`rewards.scan.padded` pads), its ground truth the ``answer_option_text`` string ``gt_texts[gt_index[j]]``,
+    its image ``sizes[j]`` = (W, H).
 
     Returns ``(status, total, count, accuracy, spatial)`` arrays; the format term of a row with ``status == OK`` is
     1. Rows with another status (a shape the Numba reader leaves to Python, an unusable ground truth) must be scored
     with :func:`score_rows`.
     """
-    _maybe_reset_codes()
-    table = _GtTable()
-    usable = np.array([not (gt.error or gt.scene_error) for gt in gts], dtype=bool)
-    rows = np.array([table.row(gt) if ok else -1 for gt, ok in zip(gts, usable.tolist())], dtype=np.int64)
-    if not usable.all():
-        rows[~usable] = table.row(_EMPTY_GT)  # a harmless row: its results are dropped below
-    gt_index = np.asarray(gt_index, dtype=np.int64)
-    status, total, count, acc, spatial = _run_paper_batch(
-        responses, rstart, rows[gt_index], table, np.ascontiguousarray(sizes, dtype=np.float64).ravel(), cfg
-    )
-    status[~usable[gt_index]] = SCAN_FALLBACK
-    return status, total, count, acc, spatial
+    _maybe_reset_codes()  # before the ground truths are parsed, so the batch shares one name numbering
+    return _paper_rows(responses, rstart, [parse_ground_truth(t) for t in gt_texts], gt_index, sizes, cfg)
 
 
 _EMPTY_GT = GroundTruth()
