@@ -46,9 +46,10 @@ def resolve_dtype(dtype: str, device: str) -> str:
 class ModelSettings:
     """The policy checkpoint (config section ``model``)."""
 
-    path: str | None = None
-    """A transformers checkpoint directory or hub id of a Qwen2.5-VL model (e.g. Qwen/Qwen2.5-VL-3B-Instruct).
-    None: build the tiny Qwen2.5-VL-architecture model under ``<output_dir>/tiny_model``."""
+    path: str | None = "Qwen/Qwen2.5-VL-3B-Instruct"
+    """A transformers checkpoint directory or hub id of a Qwen2.5-VL model (paper: Qwen/Qwen2.5-VL-3B-Instruct or
+    -7B-Instruct). None: build the tiny Qwen2.5-VL-architecture model under ``<output_dir>/tiny_model`` (the CPU
+    demo)."""
 
     dtype: str = "auto"
     """Weights dtype of learner, reference and rollout engine (they must agree for GRPO's ratio):
@@ -105,26 +106,27 @@ class RolloutSettings:
     group_size: int = 8
     """Responses sampled per prompt (GRPO's n; paper 8)."""
 
-    temperature: float = 0.7
-    """Sampling temperature (paper 1.0; the tiny CPU default learns faster at 0.7). The learner and reference score
+    temperature: float = 1.0
+    """Sampling temperature (paper 1.0; the tiny CPU demo learns faster at 0.7). The learner and reference score
     tokens at this temperature too."""
 
     top_p: float = 1.0
     """Nucleus sampling threshold (paper 1.0)."""
 
-    max_new_tokens: int = 160
-    """Response length limit in tokens (paper 2048). A response cut here is recorded as truncated."""
+    max_new_tokens: int = 2048
+    """Response length limit in tokens (paper 2048; the CPU demo 160). A response cut here is recorded as
+    truncated."""
 
-    max_model_len: int = 1024
-    """Prompt + response token limit of the engine (paper prompt 6144 + response 2048)."""
+    max_model_len: int = 8192
+    """Prompt + response token limit of the engine (paper prompt 6144 + response 2048; the CPU demo 1024)."""
 
     batch_size: int = 16
     """hf engine: sequences per ``generate`` call."""
 
-    use_engine_logprobs: bool = True
+    use_engine_logprobs: bool = False
     """Use the engine's sampled-token log-probs as GRPO's old log-probs (saves a learner forward pass over the
-    batch, about a quarter of a CPU default step); False: the learner computes them before its first update (the
-    presets, as the paper's code does). The engine/learner agreement ``rollout/logprob_diff_mean`` is measured
+    batch, about a quarter of a CPU demo step; the CPU demo does); False: the learner computes them before its first
+    update (as the paper's code does). The engine/learner agreement ``rollout/logprob_diff_mean`` is measured
     either way: against the learner's old log-probs, or on each rank's first forward pass before any update."""
 
     weight_sync: str = "object_store"
@@ -211,11 +213,11 @@ class LearnerSettings:
 
     micro_batch_size: int = 8
     """Sequences per forward/backward pass on one rank (ZeRO-3 gathers the parameters once per pass, so on the CPU
-    default 8 takes half the gathers of 4)."""
+    demo 8 takes half the gathers of 4; the paper does not state it, the 3B/7B presets use 2)."""
 
-    lr: float = 3e-4
-    """AdamW learning rate, constant (paper 1e-6 for 3B/7B; the tiny CPU model needs far more: 1e-4 barely moves
-    it in 30 steps, 5e-4 learns faster but sometimes collapses late in the run)."""
+    lr: float = 1e-6
+    """AdamW learning rate, constant (paper 1e-6 for 3B/7B; the tiny CPU demo model needs far more, 3e-4: 1e-4
+    barely moves it in 30 steps, 5e-4 learns faster but sometimes collapses late in the run)."""
 
     weight_decay: float = 0.01
     """AdamW weight decay (paper 0.01)."""

@@ -3,7 +3,9 @@
 
 Each section's defaults live with its role (``actors/settings.py``, ``actors/grpo.py``, ``rewards/spatial.py``,
 ``rewards/prompt.py``); the driver-only sections (data, eval) and the run-level keys live here. The defaults are the
-embedded CPU run; ``cluster/configs/*.yaml`` hold the paper's presets.
+paper's values (SpatialThinker-3B: Qwen2.5-VL-3B on STVQA-7K); ``cluster/configs/*.yaml`` hold the paper's presets
+with their cluster resources, and ``cluster/configs/cpu_demo.yaml`` the small CPU demo that ``scripts/train.py`` runs
+when no ``--config`` is given (:data:`DEMO_CONFIG`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from actors.settings import (
 from rewards.prompt import PromptSettings
 from rewards.spatial import RewardConfig
 
+DEMO_CONFIG = Path(__file__).resolve().parent / "configs" / "cpu_demo.yaml"
+"""The CPU demo (tiny model, synthetic scenes, small images and lengths): ``scripts/train.py`` without ``--config``."""
+
 
 class ConfigError(ValueError):
     """A config file, key or value that cannot be used; the message names it."""
@@ -45,16 +50,16 @@ def _int_at_least(section: str, obj, minimum: int, *names: str) -> None:
 class DataSettings:
     """Where the STVQA data comes from (config section ``data``)."""
 
-    dataset: str | None = None
-    """STVQA-7K-format data: a Hugging Face id (``hunarbatra/STVQA-7K``), a ``save_to_disk`` folder, or local
-    parquet/arrow files. None: synthesise it (from ``vg_root``, or from synthetic scenes)."""
+    dataset: str | None = "hunarbatra/STVQA-7K"
+    """STVQA-7K-format data: a Hugging Face id (paper: ``hunarbatra/STVQA-7K``), a ``save_to_disk`` folder, or
+    local parquet/arrow files. None: synthesise it (from ``vg_root``, or from synthetic scenes: the CPU demo)."""
 
     vg_root: str | None = None
     """A Visual Genome folder (objects.json, relationships.json, image_data.json, images/) to synthesise from."""
 
     synthetic_images: int = 600
-    """With neither dataset nor vg_root: synthetic VG-format scenes to generate (CPU default: 600 give about 540
-    train and 60 val rows)."""
+    """With neither dataset nor vg_root: synthetic VG-format scenes to generate (600, the CPU demo's, give about
+    540 train and 60 val rows)."""
 
     train_split: str = "train"
     """Split to train on."""
@@ -81,20 +86,22 @@ class EvalSettings:
     val_before_train: bool = True
     """Evaluate the policy on the validation split before the first GRPO step."""
 
-    val_every: int = 10
-    """Evaluate every this many steps (and after the last step); 0 turns periodic validation off."""
+    val_every: int = 5
+    """Evaluate every this many steps (and after the last step; paper 5, the CPU demo 10); 0 turns periodic
+    validation off."""
 
-    val_samples: int = 64
-    """Validation rows used (0: the whole split). A fixed subset, the same every time."""
+    val_samples: int = 0
+    """Validation rows used (0: the whole split, as the paper; the CPU demo 64). A fixed subset, the same every
+    time."""
 
     val_temperature: float = 0.5
-    """Validation sampling temperature: 0 is greedy; the paper validates at 0.5, and so does the CPU default: the
+    """Validation sampling temperature: 0 is greedy; the paper validates at 0.5, and so does the CPU demo: the
     tiny policy's greedy output hardly depends on the prompt, so greedy scores jump between all and nothing."""
 
-    val_responses: int = 4
+    val_responses: int = 1
     """Responses sampled per validation row (1 with greedy decoding); the reported numbers are their mean. More
-    responses make the estimate less noisy: on the CPU default's 62 rows one response per row leaves a standard
-    error of about 0.02 in reward, four about half that (the paper's 692 rows need only 1)."""
+    responses make the estimate less noisy: on the CPU demo's 62 rows one response per row leaves a standard
+    error of about 0.02 in reward, four (the demo's) about half that; the paper's 692 rows need only 1."""
 
     benchmarks: list[str] = field(default_factory=list)
     """Extra benchmarks to evaluate at each validation (names as ``scripts/evaluate.py --benchmarks`` takes)."""
@@ -113,11 +120,12 @@ class EvalSettings:
 class AlgoSettings(LossSettings):
     """GRPO batch shape and advantages (config section ``algo``), plus the loss settings it extends."""
 
-    prompts_per_step: int = 8
-    """Prompts per rollout batch (paper 512); each gets ``rollout.group_size`` responses."""
+    prompts_per_step: int = 512
+    """Prompts per rollout batch (paper 512; the CPU demo 8); each gets ``rollout.group_size`` responses."""
 
-    prompts_per_update: int = 8
-    """Prompts per optimizer update (paper 128): prompts_per_step / prompts_per_update optimizer steps per batch."""
+    prompts_per_update: int = 128
+    """Prompts per optimizer update (paper 128; the CPU demo 8): prompts_per_step / prompts_per_update optimizer
+    steps per batch."""
 
     ppo_epochs: int = 1
     """Passes over each rollout batch (paper 1)."""
@@ -146,12 +154,12 @@ class AlgoSettings(LossSettings):
 class TrainConfig:
     """The whole training config."""
 
-    output_dir: str = "runs/spatialthinker-cpu"
+    output_dir: str = "runs/spatialthinker"
     """Run folder: data, tiny model, checkpoints, metrics, MLflow file store, final model. On a cluster: an
     absolute path on storage every node can read."""
 
-    steps: int = 30
-    """GRPO steps to train (a resumed run continues up to this number)."""
+    steps: int = 75
+    """GRPO steps to train (paper 75; the CPU demo 30; a resumed run continues up to this number)."""
 
     seed: int = 0
     """Seeds data order, sampling and initialisation."""

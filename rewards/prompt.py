@@ -75,12 +75,13 @@ class PromptSettings:
     """A text file holding the prompt template (placeholders ``{width}``, ``{height}``, ``{question}``,
     ``{options}``; literal braces doubled); overrides ``template``."""
 
-    min_pixels: int = 56 * 56
-    """Images with fewer pixels are scaled up (aspect kept) to this pixel count before the processor. Paper:
-    512*512; the tiny CPU default keeps images small."""
+    min_pixels: int = 512 * 512
+    """Images with fewer pixels are scaled up (aspect kept) to this pixel count before the processor (paper
+    512*512; the CPU demo, ``cluster/configs/cpu_demo.yaml``, uses 56*56)."""
 
-    max_pixels: int = 112 * 112
-    """Images with more pixels are scaled down to this pixel count before the processor. Paper: 2048*2048."""
+    max_pixels: int = 2048 * 2048
+    """Images with more pixels are scaled down to this pixel count before the processor (paper 2048*2048; the CPU
+    demo uses 112*112)."""
 
     def __post_init__(self):
         if self.template not in TEMPLATES:

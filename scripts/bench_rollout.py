@@ -30,13 +30,15 @@ from actors.records import PromptGroup, RolloutRequest, TaskSample  # noqa: E402
 from actors.rollout import RolloutWorker  # noqa: E402
 from actors.settings import RolloutSettings  # noqa: E402
 from actors.vllm_engine import VLLMEngine, state_dict_nbytes  # noqa: E402
+from cluster.config import DEMO_CONFIG, load_config  # noqa: E402
 from rewards.prompt import PromptBuilder  # noqa: E402
 
 
 def make_requests(k: int):
     """``k`` STVQA-style requests with synthetic PIL images (various sizes and aspect ratios)."""
 
-    prompts, rng, out = PromptBuilder(), np.random.default_rng(0), []
+    # the CPU demo's image scaling (the paper's 512-2048 pixel range is far too large for the tiny model on CPU)
+    prompts, rng, out = PromptBuilder(load_config(str(DEMO_CONFIG)).prompt), np.random.default_rng(0), []
     sizes = [(640, 480), (480, 640), (800, 600), (300, 300), (1024, 512), (512, 384), (200, 320), (720, 405)]
     for i in range(k):
         w, h = sizes[i % len(sizes)]

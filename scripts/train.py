@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Train a SpatialThinker policy with GRPO on Ray.
 
-Local CPU default (tiny Qwen2.5-VL model built here, synthetic VG scenes, local Ray, vLLM CPU rollouts, DeepSpeed
-ZeRO-3 on gloo, MLflow file store under the output dir)::
+The CPU demo, ``cluster/configs/cpu_demo.yaml`` (tiny Qwen2.5-VL model built here, synthetic VG scenes, local Ray,
+vLLM CPU rollouts, DeepSpeed ZeRO-3 on gloo, MLflow file store under the output dir)::
 
     python scripts/train.py
 
@@ -10,7 +10,8 @@ On a cluster (output_dir must be an absolute path every node can read)::
 
     ray job submit --working-dir . -- python scripts/train.py --config cluster/configs/spatialthinker_3b.yaml
 
-Settings come from ``--config`` (YAML/JSON) and ``--set key.sub=value``; ``--print-config`` shows the result.
+Settings come from ``--config`` (YAML/JSON; without it the CPU demo's file) over the paper's defaults, and
+``--set key.sub=value``; ``--print-config`` shows the result.
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cluster.config import ConfigError, load_config  # noqa: E402
+from cluster.config import DEMO_CONFIG, ConfigError, load_config  # noqa: E402
 
 log = logging.getLogger("spatialthinker")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", help="YAML or JSON config file")
+    ap.add_argument("--config", help=f"YAML or JSON config file (default: the CPU demo, {DEMO_CONFIG.name})")
     ap.add_argument(
         "--set",
         dest="overrides",
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
         if flag is not None:
             overrides.append(f"{key}={flag}")
     try:
-        cfg = load_config(args.config, overrides)
+        cfg = load_config(args.config or str(DEMO_CONFIG), overrides)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -12,6 +12,22 @@ os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
+def demo_config(*overrides: str):
+    """The CPU demo's config (``cluster/configs/cpu_demo.yaml``, what ``scripts/train.py`` runs without
+    ``--config``) with ``key.sub=value`` overrides: the settings classes' defaults are the paper's (a 3B model,
+    2,048-token answers, 512-2048 pixel images), too large for tests on the tiny model."""
+    from cluster.config import DEMO_CONFIG, load_config
+
+    return load_config(str(DEMO_CONFIG), list(overrides))
+
+
+def demo(section: str, **changes):
+    """One section of the CPU demo's config (``demo("rollout", engine="hf")``), with field changes."""
+    import dataclasses
+
+    return dataclasses.replace(getattr(demo_config(), section), **changes)
+
+
 @pytest.fixture(scope="session")
 def stvqa_dir(tmp_path_factory):
     """A small STVQA-7K-format dataset synthesised from synthetic VG scenes."""
@@ -59,5 +75,5 @@ def make_requests(rows, k, prefix="t"):
     from datagen.stvqa import task_fields
     from rewards.prompt import PromptBuilder
 
-    prompts = PromptBuilder()
+    prompts = PromptBuilder(demo("prompt"))
     return [make_request(task_fields(rows[i]), prefix, i, prompts, seed=i) for i in range(k)]

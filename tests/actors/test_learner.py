@@ -8,10 +8,10 @@ from actors.grpo import LossSettings
 from actors.learner import BatchPlan, LearnerGroup, ReferencePolicy
 from actors.records import GroupLogprobs
 from actors.reward_worker import RewardWorker
-from actors.settings import LearnerSettings, ReferenceSettings, RolloutSettings
+from actors.settings import LearnerSettings, ReferenceSettings
 from rewards.spatial import RewardConfig
 
-from ..conftest import make_requests
+from ..conftest import demo, make_requests
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def group_refs(ray_local, tiny_model, stvqa):
     from actors.rollout import RolloutWorker
 
     worker = RolloutWorker.options(num_cpus=0.25).remote(
-        "w", tiny_model, RolloutSettings(engine="hf", max_new_tokens=10, device="cpu"), "float32", 0
+        "w", tiny_model, demo("rollout", engine="hf", max_new_tokens=10, device="cpu"), "float32", 0
     )
     reqs = make_requests(stvqa, 4)
     refs = worker.generate.options(num_returns=5).remote(reqs, 2)

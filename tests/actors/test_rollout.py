@@ -6,9 +6,8 @@ import pickle
 import pytest
 
 from actors.records import PromptGroup
-from actors.settings import RolloutSettings
 
-from ..conftest import make_requests
+from ..conftest import demo, make_requests
 
 pytestmark = pytest.mark.slow
 
@@ -17,7 +16,7 @@ pytestmark = pytest.mark.slow
 def hf_engine(tiny_model):
     from actors.rollout import HFGenerateEngine
 
-    return HFGenerateEngine(tiny_model, RolloutSettings(engine="hf", max_new_tokens=12), "float32")
+    return HFGenerateEngine(tiny_model, demo("rollout", engine="hf", max_new_tokens=12), "float32")
 
 
 def test_groups_are_declared_records(hf_engine, stvqa):
@@ -44,7 +43,7 @@ def test_object_store_bytes_do_not_grow_with_n_for_the_image(ray_local, tiny_mod
     from actors.rollout import RolloutWorker
 
     worker = RolloutWorker.options(num_cpus=0.5).remote(
-        "w", tiny_model, RolloutSettings(engine="hf", max_new_tokens=4), "float32", 0
+        "w", tiny_model, demo("rollout", engine="hf", max_new_tokens=4), "float32", 0
     )
     req = make_requests(stvqa, 1)
     sizes, image_bytes = {}, None

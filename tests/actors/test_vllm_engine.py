@@ -23,6 +23,8 @@ from actors.vllm_engine import (
     plan_buckets,
 )
 
+from ..conftest import demo
+
 TEMPERATURE = 0.7
 TOLERANCE = 0.05
 """Mean |engine log-prob - actors.policy.token_logprobs| allowed (float32 both sides)."""
@@ -45,7 +47,7 @@ def _image(w: int, h: int, seed: int) -> Image.Image:
 def requests_():
     from rewards.prompt import PromptBuilder
 
-    prompts = PromptBuilder()
+    prompts = PromptBuilder(demo("prompt"))
     out = []
     for i, (w, h) in enumerate([(640, 480), (200, 300), (333, 97)]):
         image = _image(w, h, seed=i)
@@ -65,7 +67,7 @@ def requests_():
 def engine(tiny_model):
     from actors.vllm_engine import VLLMEngine
 
-    settings = RolloutSettings(temperature=TEMPERATURE, max_new_tokens=24, max_model_len=1024, cpu_kv_cache_gb=1)
+    settings = demo("rollout", temperature=TEMPERATURE, max_new_tokens=24, max_model_len=1024, cpu_kv_cache_gb=1)
     e = VLLMEngine(tiny_model, settings, "float32", seed=0)
     print(f"\nvLLM engine start-up: {e.startup_seconds:.1f} s")
     yield e
@@ -179,7 +181,7 @@ def test_many_seeded_prompts_beyond_one_step_token_budget(engine, requests_):
     from actors.vllm_engine import CPU_MAX_BATCHED_TOKENS
     from rewards.prompt import PromptBuilder
 
-    prompts = PromptBuilder()
+    prompts = PromptBuilder(demo("prompt"))
     seeded = []
     for i in range(36):  # distinct images: no prefix shared past the first image token, every prompt prefilled
         w, h = 200 + 7 * i, 300 - 3 * i
@@ -266,7 +268,7 @@ def test_engine_in_a_ray_actor_dies_with_it(ray_local, tiny_model, requests_):
         def __init__(self, path):
             from actors.vllm_engine import VLLMEngine
 
-            self.engine = VLLMEngine(path, RolloutSettings(max_new_tokens=8), "float32", seed=1)
+            self.engine = VLLMEngine(path, demo("rollout", max_new_tokens=8), "float32", seed=1)
 
         def children(self):
             return self.engine.child_pids()

@@ -3,6 +3,7 @@
 import ast
 import dataclasses
 import inspect
+import json
 import subprocess
 import sys
 
@@ -20,6 +21,83 @@ def test_defaults_validate():
     cfg = load_config()
     assert cfg.learner.zero_stage == 3 and cfg.algo.kl_beta == 0.01 and cfg.rollout.engine == "vllm"
     assert cfg.algo.prompts_per_step % cfg.algo.prompts_per_update == 0
+
+
+PAPER = {
+    "steps": 75,
+    "model.path": "Qwen/Qwen2.5-VL-3B-Instruct",
+    "data.dataset": "hunarbatra/STVQA-7K",
+    "prompt.min_pixels": 512 * 512,
+    "prompt.max_pixels": 2048 * 2048,
+    "rollout.group_size": 8,
+    "rollout.temperature": 1.0,
+    "rollout.top_p": 1.0,
+    "rollout.max_new_tokens": 2048,
+    "rollout.max_model_len": 8192,
+    "rollout.use_engine_logprobs": False,
+    "learner.lr": 1e-6,
+    "learner.weight_decay": 0.01,
+    "learner.grad_clip": 1.0,
+    "algo.prompts_per_step": 512,
+    "algo.prompts_per_update": 128,
+    "algo.kl_beta": 0.01,
+    "eval.val_every": 5,
+    "eval.val_samples": 0,
+    "eval.val_temperature": 0.5,
+    "eval.val_responses": 1,
+}
+"""The paper's training setting (SpatialThinker recipe, section 4) as config keys."""
+
+CLUSTER_ONLY = {"output_dir", "save_every", "keep_checkpoints", "model.dtype", "reward.label_similarity"}
+"""Keys the 3B preset may set differently from the defaults: paths, checkpointing, dtype, spaCy names (an optional
+package), and every section's resources (``*.device``, ``*.num_gpus`` ...; matched below)."""
+
+
+def test_defaults_are_the_papers():
+    """Every default is the paper's value; the 3B preset adds only paths, resources and GPU-only choices."""
+    defaults = config_mod.flatten(load_config().to_dict())
+    assert {k: defaults[k] for k in PAPER} == PAPER
+    preset = config_mod.flatten(load_config(str(ROOT / "cluster/configs/spatialthinker_3b.yaml")).to_dict())
+    resources = ("device", "num_cpus", "num_gpus", "micro_batch_size", "gradient_checkpointing", "weight_sync")
+    differ = {k for k in defaults if defaults[k] != preset[k]}
+    other = {k for k in differ - CLUSTER_ONLY if not k.endswith(resources) and k != "rollout.gpu_memory_utilization"}
+    assert not other, f"the 3B preset differs from the defaults in {sorted(other)}"
+
+
+def test_cpu_demo_is_what_train_runs_without_config():
+    """``scripts/train.py`` without ``--config`` resolves to cluster/configs/cpu_demo.yaml, which differs from the
+    paper's defaults only in the keys the README's changelog lists."""
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train.py"), "--print-config"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    demo = load_config(str(config_mod.DEMO_CONFIG)).to_dict()
+    assert json.loads(p.stdout) == demo
+    flat, defaults = config_mod.flatten(demo), config_mod.flatten(load_config().to_dict())
+    assert {k for k in flat if flat[k] != defaults[k]} == {
+        "output_dir",
+        "steps",
+        "model.path",
+        "data.dataset",
+        "prompt.min_pixels",
+        "prompt.max_pixels",
+        "rollout.temperature",
+        "rollout.max_new_tokens",
+        "rollout.max_model_len",
+        "rollout.use_engine_logprobs",
+        "learner.lr",
+        "algo.prompts_per_step",
+        "algo.prompts_per_update",
+        "eval.val_every",
+        "eval.val_samples",
+        "eval.val_responses",
+    }
+    assert (
+        flat["model.path"] is None and flat["prompt.max_pixels"] == 112 * 112 and flat["rollout.max_new_tokens"] == 160
+    )
 
 
 def test_yaml_and_overrides(tmp_path):

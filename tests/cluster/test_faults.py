@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ..conftest import ROOT
+from ..conftest import ROOT, demo
 
 FAST = [
     "--set",
@@ -169,10 +169,9 @@ def test_tracking_outage_is_buffered_and_replayed(tmp_path, caplog):
 
 
 def test_unplaceable_rollout_workers_are_dropped_and_reported(ray_local, tiny_model):
-    from actors.settings import RolloutSettings
     from cluster.pool import RolloutPool
 
-    settings = RolloutSettings(engine="hf", num_cpus=64, placement_timeout_s=3, max_workers=8)
+    settings = demo("rollout", engine="hf", num_cpus=64, placement_timeout_s=3, max_workers=8)
     pool = RolloutPool(tiny_model, settings, "float32")
     start = time.time()
     added, unplaced = pool.add_workers(2)
@@ -231,13 +230,12 @@ def test_scale_rollout_without_ray_is_one_line(tmp_path):
 def test_reward_worker_killed_is_restarted(ray_local, stvqa, tiny_model):
     from actors.reward_worker import RewardWorker
     from actors.rollout import HFGenerateEngine
-    from actors.settings import RolloutSettings
     from rewards.spatial import RewardConfig
 
     from ..conftest import make_requests
 
     ray = ray_local
-    group = HFGenerateEngine(tiny_model, RolloutSettings(engine="hf", max_new_tokens=6), "float32").generate(
+    group = HFGenerateEngine(tiny_model, demo("rollout", engine="hf", max_new_tokens=6), "float32").generate(
         make_requests(stvqa, 1), 2
     )[0]
     worker = RewardWorker.options(num_cpus=0.25).remote(RewardConfig())
@@ -253,7 +251,7 @@ def test_bad_training_row_is_skipped_and_reported(stvqa):
 
     rows = [dict(stvqa[i]) for i in range(4)]
     rows[1]["images"] = [{"bytes": b"not an image", "path": None}]
-    stream = PromptStream(rows, seed=0, shuffle=False, prompts=PromptBuilder())
+    stream = PromptStream(rows, seed=0, shuffle=False, prompts=PromptBuilder(demo("prompt")))
     requests = stream.take(3, step=1)
     assert len(requests) == 3 and len(stream.skipped) == 1
     assert "cannot be decoded" in stream.skipped[0] and str(rows[1]["image_id"]) in stream.skipped[0]
@@ -293,12 +291,12 @@ def test_train_starts_its_own_ray_beside_a_ray_start_cluster(tmp_path):
 def test_reference_actor_killed_is_restarted(ray_local, stvqa, tiny_model):
     from actors.learner import ReferencePolicy
     from actors.rollout import HFGenerateEngine
-    from actors.settings import ReferenceSettings, RolloutSettings
+    from actors.settings import ReferenceSettings
 
     from ..conftest import make_requests
 
     ray = ray_local
-    group = HFGenerateEngine(tiny_model, RolloutSettings(engine="hf", max_new_tokens=6), "float32").generate(
+    group = HFGenerateEngine(tiny_model, demo("rollout", engine="hf", max_new_tokens=6), "float32").generate(
         make_requests(stvqa, 1), 2
     )[0]
     reference = ReferencePolicy.options(num_cpus=0.25).remote(tiny_model, ReferenceSettings(), "float32", 1.0)
@@ -316,12 +314,11 @@ def test_learner_rank_killed_stops_naming_the_rank(ray_local, tiny_model):
     """A dead rank must not leave the others waiting in a collective: the group call fails at once, naming it."""
     from actors.grpo import LossSettings
     from actors.learner import BatchPlan, LearnerGroup, LearnerRankDied
-    from actors.settings import LearnerSettings
 
     ray = ray_local
     group = LearnerGroup(
         tiny_model,
-        LearnerSettings(num_workers=2, micro_batch_size=2, device="cpu"),
+        demo("learner", num_workers=2, micro_batch_size=2, device="cpu"),
         LossSettings(),
         BatchPlan(groups_per_rank=2, groups_per_update=2, group_size=2, ppo_epochs=1),
         "float32",

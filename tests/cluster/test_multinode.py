@@ -9,9 +9,9 @@ from ray.cluster_utils import Cluster
 from actors.grpo import LossSettings
 from actors.learner import BatchPlan, LearnerGroup
 from actors.rollout import RolloutWorker
-from actors.settings import LearnerSettings, RolloutSettings
+from actors.settings import LearnerSettings
 
-from ..conftest import ROOT, make_requests
+from ..conftest import ROOT, demo, make_requests
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def node_of(actor) -> str:
 
 def test_weights_and_trajectories_cross_nodes(two_nodes, tiny_model, stvqa):
     worker = RolloutWorker.options(num_cpus=0.5, resources={"rollout_node": 0.1}).remote(
-        "w", tiny_model, RolloutSettings(engine="hf", max_new_tokens=8, device="cpu"), "float32", 0
+        "w", tiny_model, demo("rollout", engine="hf", max_new_tokens=8, device="cpu"), "float32", 0
     )
     learners = LearnerGroup(
         tiny_model,

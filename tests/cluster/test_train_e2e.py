@@ -8,9 +8,7 @@ import sys
 
 import pytest
 
-from actors.settings import RolloutSettings
-
-from ..conftest import ROOT
+from ..conftest import ROOT, demo, demo_config
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +80,7 @@ def test_train_validate_checkpoint_resume(tmp_path, engine):
     log = p.stdout + p.stderr
     assert p.returncode == 0, log[-6000:]
     assert "resumed from" in log and "step 3/3" in log and "step 1/3" not in log
-    default_temperature = RolloutSettings().temperature
+    default_temperature = demo("rollout").temperature
     assert "settings changed on resume" in log and f"rollout.temperature: {default_temperature} -> 0.9" in log
     assert "rollout.temperature" in (out / "config_changes.jsonl").read_text()
     client, run2 = mlflow_run(out)
@@ -108,25 +106,21 @@ def test_vllm_worker_killed_mid_step_is_replaced_with_current_weights(tmp_path, 
 
     import ray
 
-    from cluster.config import load_config
     from cluster.trainer import GRPOTrainer
 
-    cfg = load_config(
-        None,
-        [
-            f"output_dir={tmp_path / 'elastic'}",
-            f"model.path={tiny_model}",
-            f"data.dataset={stvqa_dir}",
-            "rollout.max_new_tokens=48",
-            "rollout.group_size=2",
-            "algo.prompts_per_step=4",
-            "algo.prompts_per_update=2",
-            "rollout.max_workers=3",
-            "steps=3",
-            "ray_num_cpus=4",
-            "eval.val_before_train=false",
-            "eval.val_every=0",
-        ],
+    cfg = demo_config(
+        f"output_dir={tmp_path / 'elastic'}",
+        f"model.path={tiny_model}",
+        f"data.dataset={stvqa_dir}",
+        "rollout.max_new_tokens=48",
+        "rollout.group_size=2",
+        "algo.prompts_per_step=4",
+        "algo.prompts_per_update=2",
+        "rollout.max_workers=3",
+        "steps=3",
+        "ray_num_cpus=4",
+        "eval.val_before_train=false",
+        "eval.val_every=0",
     )
     trainer = GRPOTrainer(cfg)
     try:
