@@ -14,8 +14,12 @@ when one benchmark is given) without loading a model::
 Data: ``--data-root DIR`` looks for each benchmark's copy in ``DIR/<name>`` (e.g. ``DIR/CV-Bench``, ``DIR/BLINK``);
 ``--source NAME=PATH`` gives one benchmark's file, directory or Hugging Face id; without either the benchmark's
 hub id is loaded. ``--paper-scoring`` reproduces the public SpatialThinker evaluation script's scoring (including
-its "A" fallback); the default is the standard letter extraction. Prompts and image scaling come from
-``--config`` (a training config: its ``prompt``, ``rollout`` and ``model.dtype``) so they match training.
+its "A" fallback); the default is the standard letter extraction.
+
+Settings (prompt template and image scaling, engine and lengths, reward, dtype) come from, in this order: ``--config``
+(a training config); the run's ``config.json`` when ``--model`` is a run's ``final_model`` (so they match training);
+else the paper's defaults (512*512 to 2048*2048 pixels, 2,048-token answers, 8,192-token context). The first output
+line says which, and flags such as ``--max-pixels`` override single values.
 
 Bad input exits with status 2 and one line ``error: ...`` on stderr.
 """
@@ -32,11 +36,10 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from actors.settings import RolloutSettings
 from cluster.benchmarks import BENCHMARKS, BenchmarkError, BenchmarkRow, iter_benchmark, resolve_name
-from cluster.config import ConfigError, load_config
+from cluster.config import ConfigError, TrainConfig, load_config
 from cluster.evaluation import EvalReport, evaluate_rows, log_mlflow, run_policy
-from rewards.prompt import PromptError, PromptSettings
+from rewards.prompt import PromptError
 
 log = logging.getLogger("evaluate")
 
@@ -60,7 +63,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--predictions", help="jsonl of precomputed outputs (id, output[, benchmark]); no model is loaded")
     ap.add_argument("--missing-as-wrong", action="store_true", help="--predictions: score rows without one as wrong")
-    ap.add_argument("--config", help="training config (YAML/JSON) whose prompt, rollout and model.dtype to use")
+    ap.add_argument(
+        "--config",
+        help="training config (YAML/JSON) whose prompt, rollout, reward and model.dtype to use (default: the run's "
+        "config.json when --model is a run's final_model, else the paper's defaults)",
+    )
     ap.add_argument("--engine", choices=("vllm", "hf"), help="generation engine (default: the config's, else vllm)")
     ap.add_argument("--dtype", help="auto | float32 | bfloat16 | float16 (default: the config's model.dtype)")
     ap.add_argument("--limit", type=int, help="at most N rows per benchmark")
@@ -192,15 +199,34 @@ def score_predictions(args, benchmarks: list[str], sources: dict[str, str]) -> E
     )
 
 
+def run_config_of(model: str) -> Path | None:
+    """The training run's ``config.json`` when ``model`` is a run's ``final_model`` folder (the trainer writes
+    ``<output_dir>/config.json`` beside ``<output_dir>/final_model``), else None."""
+    path = Path(model).expanduser()
+    if path.name != "final_model" or not path.is_dir():
+        return None
+    config = path.parent / "config.json"
+    return config if config.is_file() else None
+
+
+def settings_for(args) -> tuple[TrainConfig, str]:
+    """The training config whose prompt, rollout, reward and dtype the evaluation uses, and where it came from:
+    ``--config``, the run's ``config.json`` (``--model`` is a run's ``final_model``), or the paper's defaults."""
+    if args.config:
+        return load_config(args.config), f"--config {args.config}"
+    run_config = run_config_of(args.model)
+    if run_config is not None:
+        # the run may have been resumed from a checkpoint path that is gone by now; evaluation does not resume
+        return load_config(str(run_config), ["resume=auto"]), f"the run's config {run_config}"
+    return TrainConfig(), "the paper's defaults (no --config, and --model is not a run's final_model)"
+
+
 def generate_and_score(args, benchmarks: list[str], sources: dict[str, str]) -> EvalReport:
-    """Model mode: settings from --config and flags, then :func:`cluster.evaluation.run_policy`."""
+    """Model mode: settings from :func:`settings_for` and flags, then :func:`cluster.evaluation.run_policy`."""
     if not benchmarks:
         raise InputError("--benchmarks is required")
-    if args.config:
-        cfg = load_config(args.config)
-        rollout, prompt, reward, dtype = cfg.rollout, cfg.prompt, cfg.reward, cfg.model.dtype
-    else:
-        rollout, prompt, reward, dtype = RolloutSettings(), PromptSettings(), None, "auto"
+    cfg, origin = settings_for(args)
+    rollout, prompt, reward, dtype = cfg.rollout, cfg.prompt, cfg.reward, cfg.model.dtype
     changes = {
         "engine": args.engine,
         "max_new_tokens": args.max_new_tokens,
@@ -209,6 +235,12 @@ def generate_and_score(args, benchmarks: list[str], sources: dict[str, str]) -> 
     rollout = dataclasses.replace(rollout, **{k: v for k, v in changes.items() if v is not None})
     pixels = {"min_pixels": args.min_pixels, "max_pixels": args.max_pixels}
     prompt = dataclasses.replace(prompt, **{k: v for k, v in pixels.items() if v is not None})
+    print(
+        f"settings: {origin}: prompt {prompt.template_file or prompt.template}, pixels {prompt.min_pixels}-"
+        f"{prompt.max_pixels}, engine {rollout.engine}, max_new_tokens {rollout.max_new_tokens}, max_model_len "
+        f"{rollout.max_model_len}, dtype {args.dtype or dtype}, reward {reward.preset}",
+        flush=True,
+    )
     return run_policy(
         args.model,
         benchmarks,
