@@ -35,14 +35,15 @@ from actors.reward_worker import RewardWorker
 from actors.settings import resolve_dtype
 from actors.warmstart import sft_warm_start
 from cluster import control as control_mod
-from cluster.benchmarks import load_benchmark
 from cluster.checkpoints import CheckpointError, CheckpointStore, atomic_write, read_state
 from cluster.config import ConfigError, TrainConfig, flatten, resolve_output_dir
-from cluster.evaluation import build_requests, evaluate_rows
 from cluster.plots import plot_run
 from cluster.pool import GroupResult, RolloutPool
 from cluster.tracking import Tracker, default_uri
 from datagen.stvqa import DatasetError, build_dataset, load_stvqa, task_fields
+from evaluation.registry import load_benchmark
+from evaluation.report import evaluate_rows
+from evaluation.runner import build_requests
 from rewards.prompt import PromptBuilder
 from rewards.spatial import RewardBreakdown, is_sample_error
 

@@ -7,9 +7,13 @@ Generate with the model (greedy by default) and score::
         --data-root /data/benchmarks --engine vllm --out results.json
 
 Score precomputed outputs (jsonl lines ``{"id": ..., "output": ..., "benchmark": ...}``; ``benchmark`` optional
-when one benchmark is given) without loading a model::
+when the id names one loaded row) without loading a model::
 
     python scripts/evaluate.py --predictions preds.jsonl --benchmarks cv-bench-2d --data-root /data/benchmarks
+
+An ``id`` is the project's row id or the dataset's own id as another harness writes it (CV-Bench ``idx``, MMVP
+``Index``, BLINK/MM-Star ``index`` ...; each module in ``evaluation/benchmarks/`` names its id columns). Ids that
+match no row are listed in the error (``--ignore-unmatched`` scores the others and lists them as a warning).
 
 Data: ``--data-root DIR`` looks for each benchmark's copy in ``DIR/<name>`` (e.g. ``DIR/CV-Bench``, ``DIR/BLINK``);
 ``--source NAME=PATH`` gives one benchmark's file, directory or Hugging Face id; without either the benchmark's
@@ -28,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -36,9 +39,12 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cluster.benchmarks import BENCHMARKS, BenchmarkError, BenchmarkRow, iter_benchmark, resolve_name
 from cluster.config import ConfigError, TrainConfig, load_config
-from cluster.evaluation import EvalReport, evaluate_rows, log_mlflow, run_policy
+from evaluation.base import BenchmarkError, BenchmarkRow
+from evaluation.predictions import PredictionError, match_predictions, read_predictions, unmatched_message
+from evaluation.registry import BENCHMARKS, iter_benchmark, resolve_name
+from evaluation.report import EvalReport, evaluate_rows, log_mlflow
+from evaluation.runner import run_policy
 from rewards.prompt import PromptError
 
 log = logging.getLogger("evaluate")
@@ -63,6 +69,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--predictions", help="jsonl of precomputed outputs (id, output[, benchmark]); no model is loaded")
     ap.add_argument("--missing-as-wrong", action="store_true", help="--predictions: score rows without one as wrong")
+    ap.add_argument(
+        "--ignore-unmatched",
+        action="store_true",
+        help="--predictions: warn about (instead of refusing) prediction ids that match no loaded row",
+    )
     ap.add_argument(
         "--config",
         help="training config (YAML/JSON) whose prompt, rollout, reward and model.dtype to use (default: the run's "
@@ -119,70 +130,30 @@ def parse_benchmarks(text: str | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def read_predictions(path: str) -> list[dict]:
-    """Lines of ``{"id", "output"[, "benchmark"]}``."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"--predictions {path} does not exist")
-    preds = []
-    with p.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path} line {i}: not JSON ({e.msg})") from None
-            if not isinstance(d, dict) or "id" not in d or "output" not in d:
-                raise InputError(f"{path} line {i}: needs fields 'id' and 'output'")
-            if d["output"] is not None and not isinstance(d["output"], str):
-                raise InputError(f"{path} line {i}: 'output' must be a string")
-            bench = d.get("benchmark")
-            preds.append(
-                {
-                    "line": i,
-                    "id": str(d["id"]),
-                    "output": d["output"] or "",
-                    "benchmark": resolve_name(bench) if bench else None,
-                }
-            )
-    if not preds:
-        raise InputError(f"{path} holds no predictions")
-    return preds
-
-
 def score_predictions(args, benchmarks: list[str], sources: dict[str, str]) -> EvalReport:
     """--predictions mode: load the benchmarks' rows and score the given outputs against them."""
     preds = read_predictions(args.predictions)
     if not benchmarks:
-        named = {p["benchmark"] for p in preds}
+        named = {p.benchmark for p in preds}
         if None in named:
             raise InputError("predictions without a 'benchmark' field need --benchmarks")
         benchmarks = sorted(named)
-    unknown = sorted({p["benchmark"] for p in preds if p["benchmark"] and p["benchmark"] not in benchmarks})
+    unknown = sorted({p.benchmark for p in preds if p.benchmark and p.benchmark not in benchmarks})
     if unknown:
         raise InputError(f"predictions name benchmark(s) {', '.join(unknown)} not in --benchmarks")
     rows: dict[tuple[str, str], BenchmarkRow] = {}
-    by_id: dict[str, list[tuple[str, str]]] = {}
     for name in benchmarks:
         for row in iter_benchmark(name, sources.get(name), data_root=args.data_root, limit=args.limit):
             rows[row.key] = row
-            by_id.setdefault(row.id, []).append(row.key)
-    outputs: dict[tuple[str, str], str] = {}
-    for p in preds:
-        if p["benchmark"]:
-            key = (p["benchmark"], p["id"])
-            if key not in rows:
-                raise InputError(f"{args.predictions} line {p['line']}: id {p['id']!r} is not a {key[0]} row")
-        else:
-            keys = by_id.get(p["id"], [])
-            if len(keys) != 1:
-                what = "is in no" if not keys else "is ambiguous across the"
-                raise InputError(f"{args.predictions} line {p['line']}: id {p['id']!r} {what} loaded benchmark(s)")
-            key = keys[0]
-        if key in outputs:
-            raise InputError(f"{args.predictions} line {p['line']}: a second prediction for {key[0]}/{key[1]}")
-        outputs[key] = p["output"]
+    matched = match_predictions(preds, rows.values(), where=str(args.predictions))
+    outputs = matched.outputs
+    if matched.unmatched:
+        message = unmatched_message(matched.unmatched, len(preds), rows.values(), where=str(args.predictions))
+        if not args.ignore_unmatched:
+            raise InputError(f"{message} (--ignore-unmatched scores the others)")
+        log.warning("%s", message)
+    if matched.by_native_id:
+        log.info("%d of %d predictions matched by the dataset's own id", matched.by_native_id, len(preds))
     missing = [k for k in rows if k not in outputs]
     if missing:
         verb = "scored as wrong" if args.missing_as_wrong else "left out"
@@ -192,6 +163,8 @@ def score_predictions(args, benchmarks: list[str], sources: dict[str, str]) -> E
         "predictions": str(args.predictions),
         "rows_without_prediction": len(missing),
         "missing_as_wrong": bool(args.missing_as_wrong),
+        "matched_by_dataset_id": matched.by_native_id,
+        "unmatched_ids": [p.id for p in matched.unmatched],
         "limit": args.limit,
     }
     return evaluate_rows(
@@ -222,7 +195,7 @@ def settings_for(args) -> tuple[TrainConfig, str]:
 
 
 def generate_and_score(args, benchmarks: list[str], sources: dict[str, str]) -> EvalReport:
-    """Model mode: settings from :func:`settings_for` and flags, then :func:`cluster.evaluation.run_policy`."""
+    """Model mode: settings from :func:`settings_for` and flags, then :func:`evaluation.runner.run_policy`."""
     if not benchmarks:
         raise InputError("--benchmarks is required")
     cfg, origin = settings_for(args)
@@ -276,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             report = score_predictions(args, benchmarks, sources)
         else:
             report = generate_and_score(args, benchmarks, sources)
-    except (InputError, BenchmarkError, ConfigError, PromptError, FileNotFoundError, ValueError) as e:
+    except (InputError, PredictionError, BenchmarkError, ConfigError, PromptError, FileNotFoundError, ValueError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     print(report.table())

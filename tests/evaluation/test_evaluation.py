@@ -1,5 +1,5 @@
 """Benchmark loading, prompts, answer extraction (standard and paper-faithful), official aggregates, run_policy and
-the evaluate CLI, on tiny generated fixtures in each benchmark's published format (tests/cluster/fixtures.py)."""
+the evaluate CLI, on tiny generated fixtures in each benchmark's published format (tests/evaluation/fixtures.py)."""
 
 from __future__ import annotations
 
@@ -17,17 +17,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from actors.records import PromptGroup, Response
-from cluster import benchmarks
-from cluster.benchmarks import BENCHMARKS, BenchmarkError, BenchmarkRow, load_benchmark
-from cluster.evaluation import (
-    OPEN_ANSWER_HINT,
-    build_requests,
-    evaluate_rows,
-    log_mlflow,
-    run_policy,
-    score_row,
-)
-from rewards.choices import (
+from evaluation.answers import (
     answer_span,
     extract_choice,
     extract_yes_no,
@@ -36,9 +26,16 @@ from rewards.choices import (
     paper_answer_span,
     paper_score,
 )
-from rewards.prompt import PromptBuilder, PromptSettings
+from evaluation.base import BenchmarkError, BenchmarkRow
+from evaluation.benchmarks import stvqa as stvqa_benchmark
+from evaluation.registry import BENCHMARKS, load_benchmark
+from evaluation.report import evaluate_rows, log_mlflow, score_row
+from evaluation.runner import OPEN_ANSWER_HINT, build_requests, run_policy
+from rewards.prompt import PromptBuilder
 from rewards.spatial import perfect_response
-from tests.cluster import fixtures as fx
+from tests.evaluation import fixtures as fx
+
+from ..conftest import demo
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -155,7 +152,7 @@ def test_other_published_layouts(tmp_path, monkeypatch):
     assert [r.answer for r in hb] == EXPECTED["hallusionbench"][1]
     assert hb[5].group_keys["figure_id"] == "1" and hb[5].group_keys["set_id"] == "1"
 
-    monkeypatch.setattr(benchmarks, "USE_DATAGEN_STVQA", False)  # the built-in STVQA-7K reader
+    monkeypatch.setattr(stvqa_benchmark, "USE_DATAGEN_STVQA", False)  # the built-in STVQA-7K reader
     st = load_benchmark("stvqa", fx.stvqa(tmp_path))
     assert [r.answer for r in st] == ["B", "A"] and st[1].ground_truth.endswith("<answer>(A) dog</answer>")
 
@@ -239,7 +236,7 @@ def test_bad_input_messages(tmp_path, data_root):
 
 
 def test_build_requests_uses_training_prompt(data_root):
-    builder = PromptBuilder(PromptSettings())
+    builder = PromptBuilder(demo("prompt"))  # the CPU demo's small image range
     rows = load_benchmark("cv-bench", data_root=data_root)
     reqs = build_requests(rows, builder)
     text = reqs[0].messages[0]["content"][1]["text"]

@@ -2,7 +2,7 @@
 
 Every writer returns the path to pass as the benchmark's source (the directory ``--data-root`` would find) and
 writes a handful of rows with small solid-colour images. The answers are chosen so that the aggregates of
-``tests/cluster/test_evaluation.py`` can be computed by hand; ``CORRECT``/``WRONG`` outputs for each row are
+``tests/evaluation/test_evaluation.py`` can be computed by hand; ``CORRECT``/``WRONG`` outputs for each row are
 listed in ``PREDICTIONS``.
 """
 

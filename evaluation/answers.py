@@ -1,9 +1,11 @@
-"""Answer extraction for benchmark evaluation: option letters, yes/no and short open answers.
+"""Answer extraction for benchmark evaluation: option letters, yes/no and short open answers (up to 10 options,
+``A``-``J``).
 
 Two modes, never mixed within one report:
 
-**Standard** (:func:`answer_span`, :func:`extract_choice`, :func:`extract_yes_no`, :func:`match_open`), following the
-harness conventions of benchmarks.md section 16.4 (VLMEvalKit-like). The answer span is the content of the LAST
+**Standard** (:func:`answer_span`, :func:`extract_choice`, :func:`extract_yes_no`, :func:`match_open`), following
+VLMEvalKit's conventions (``vlmeval/utils/matching_util.py`` ``can_infer``/``can_infer_text`` for letters,
+``vlmeval/dataset/utils/yorn.py`` ``YOrN_Extraction`` for yes/no). The answer span is the content of the LAST
 ``<answer>...</answer>`` block (the text after a last unclosed ``<answer>``, else the whole output). A letter is then
 taken, in this order, from:
 
@@ -19,7 +21,8 @@ So ``(B)``, ``B``, ``B.``, ``(B) text`` and ``text`` all map to B. There is no "
 "first character" rule: when nothing above applies the prediction is None (an extraction failure, scored wrong).
 
 **Paper** (:func:`paper_score` and the ``paper_*`` helpers) reproduces the public SpatialThinker evaluation script
-(``evaluation/evals.py``, benchmarks.md sections 1.3-1.4) including its defects, so that paper numbers can be
+(``evaluation/evals.py`` of github.com/hunarbatra/SpatialThinker: its answer-span step and its scoring branches)
+including its defects, so that paper numbers can be
 re-derived. Faithfully copied:
 
 * span: text after the last ``Answer:`` (case-sensitive) if present; no answer tags -> the whole text; only a
@@ -301,7 +304,8 @@ class PaperScore:
 
 
 def paper_answer_span(output: str | None) -> str | None:
-    """The script's answer span (benchmarks.md 1.3); None where it logs "Failed to extract."."""
+    """The script's answer span (``evaluation/evals.py``: the text after the last ``Answer:``, wrapped in answer tags
+    when it has none, then the last ``<answer>`` block's content); None where it logs "Failed to extract."."""
     answer = output or ""
     if "Answer:" in answer:
         answer = answer.split("Answer:")[-1].strip()
