@@ -64,11 +64,6 @@ EXPECTED = {
 }
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return fx.write_all(tmp_path_factory.mktemp("benchmarks"))
-
-
 def test_registry_covers_all_benchmarks():
     assert set(EXPECTED) == set(BENCHMARKS) == set(fx.WRITERS)
     for b in BENCHMARKS.values():
