@@ -52,13 +52,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rewards.prompt import LETTERS  # the option letters, A-J: at most 10 options, as the prompt builder
+
 try:  # optional: the exact grader the paper's script calls; the port below stands in when it is absent
     from mathruler.grader import grade_answer as _mathruler_grade_answer
 except ImportError:  # pragma: no cover - depends on the environment
     _mathruler_grade_answer = None
 
-LETTERS = "ABCDEFGHIJ"
-"""Option letters, in order (at most 10 options, as the prompt builder)."""
 
 # --------------------------------------------------------------------------------------------------------------------
 # standard mode

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from itertools import chain
 from operator import le
 
+from rewards.prompt import LETTERS
+
 try:  # optional accelerator: ~8x faster JSON decoding; every input it rejects goes to the standard library
     import orjson
 
@@ -405,7 +407,7 @@ def normalize_answer(ans: str | None, options: list[str] | None = None) -> str |
     if options:
         for i, o in enumerate(options):
             if low == " ".join(o.lower().split()):
-                return "ABCDEFGH"[i]
+                return LETTERS[i]
     return low
 
 

@@ -298,6 +298,7 @@ def test_strict_count_and_spatial():
 def test_strict_helpers():
     assert normalize_answer("b.") == "B" and normalize_answer("Right.") == "right"
     assert normalize_answer("right", ["left", "right"]) == "B"
+    assert normalize_answer("tenth", [f"o{i}" for i in range(9)] + ["tenth"]) == "J"  # up to 10 options, A-J
     assert object_label("Dining Table_2") == "dining table" and object_label("7") == "7"
 
 
