@@ -15,6 +15,7 @@ from cluster.config import ConfigError, TrainConfig, load_config
 from rewards import prompt, spatial
 
 from ..conftest import ROOT
+from .test_presets import TABLE as PRESET_TABLE
 
 
 def test_defaults_validate():
@@ -23,30 +24,14 @@ def test_defaults_validate():
     assert cfg.algo.prompts_per_step % cfg.algo.prompts_per_update == 0
 
 
-PAPER = {
-    "steps": 75,
+PAPER = {k: v for k, v in PRESET_TABLE.items() if k != "model.dtype"} | {
     "model.path": "Qwen/Qwen2.5-VL-3B-Instruct",
-    "data.dataset": "hunarbatra/STVQA-7K",
-    "prompt.min_pixels": 512 * 512,
-    "prompt.max_pixels": 2048 * 2048,
-    "rollout.group_size": 8,
-    "rollout.temperature": 1.0,
-    "rollout.top_p": 1.0,
-    "rollout.max_new_tokens": 2048,
-    "rollout.max_model_len": 8192,
     "rollout.use_engine_logprobs": False,
-    "learner.lr": 1e-6,
-    "learner.weight_decay": 0.01,
-    "learner.grad_clip": 1.0,
-    "algo.prompts_per_step": 512,
-    "algo.prompts_per_update": 128,
-    "algo.kl_beta": 0.01,
-    "eval.val_every": 5,
     "eval.val_samples": 0,
-    "eval.val_temperature": 0.5,
     "eval.val_responses": 1,
 }
-"""The paper's training setting (SpatialThinker recipe, section 4) as config keys."""
+"""The paper's training setting (the presets' table, SpatialThinker recipe section 4) as config keys; ``model.dtype``
+stays ``auto`` by default (bfloat16 on GPU, float32 on CPU)."""
 
 CLUSTER_ONLY = {"output_dir", "save_every", "keep_checkpoints", "model.dtype", "reward.label_similarity"}
 """Keys the 3B preset may set differently from the defaults: paths, checkpointing, dtype, spaCy names (an optional
