@@ -39,13 +39,17 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cluster.config import ConfigError, TrainConfig, load_config
-from evaluation.base import BenchmarkError, BenchmarkRow
-from evaluation.predictions import PredictionError, match_predictions, read_predictions, unmatched_message
-from evaluation.registry import BENCHMARKS, iter_benchmark, resolve_name
-from evaluation.report import EvalReport, evaluate_rows, log_mlflow
-from evaluation.runner import run_policy
-from rewards.prompt import PromptError
+if __name__ != "__mp_main__":
+    # vLLM's engine-core and worker processes are spawned, and a spawned process re-runs this file as __mp_main__:
+    # there it must not import the project, because numba (imported by rewards/) breaks vLLM's CPU worker start
+    # (its Triton kernel scan reads ``vars()`` of every module global and fails on llvmlite's library wrapper).
+    from cluster.config import ConfigError, TrainConfig, load_config
+    from evaluation.base import BenchmarkError, BenchmarkRow
+    from evaluation.predictions import PredictionError, match_predictions, read_predictions, unmatched_message
+    from evaluation.registry import BENCHMARKS, iter_benchmark, resolve_name
+    from evaluation.report import EvalReport, evaluate_rows, log_mlflow
+    from evaluation.runner import run_policy
+    from rewards.prompt import PromptError
 
 log = logging.getLogger("evaluate")
 

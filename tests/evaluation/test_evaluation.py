@@ -581,3 +581,16 @@ def test_cli_bad_input_exits_2(data_root, tmp_path):
         assert res.returncode == 2, (args, res.stderr)
         last = res.stderr.strip().splitlines()[-1]
         assert last.startswith("error: ") and needle in last, (args, res.stderr)
+
+
+def test_cli_spawned_copy_imports_no_numba():
+    """vLLM's spawned engine processes re-run scripts/evaluate.py as ``__mp_main__``; importing numba there (through
+    rewards/) made vLLM's CPU worker fail to start (``'_lib_fn_wrapper' object has no attribute 'get'``)."""
+    code = (
+        "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__mp_main__'); "
+        "print(sorted(m for m in ('numba', 'llvmlite', 'rewards', 'evaluation') if m in sys.modules))"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "scripts" / "evaluate.py")], capture_output=True, text=True, timeout=60
+    )
+    assert p.returncode == 0 and p.stdout.strip() == "[]", p.stderr[-2000:]
