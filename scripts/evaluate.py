@@ -218,7 +218,7 @@ def generate_and_score(args, benchmarks: list[str], sources: dict[str, str]) -> 
         f"{rollout.max_model_len}, dtype {args.dtype or dtype}, reward {reward.preset}",
         flush=True,
     )
-    return run_policy(
+    report = run_policy(
         args.model,
         benchmarks,
         rollout,
@@ -234,6 +234,8 @@ def generate_and_score(args, benchmarks: list[str], sources: dict[str, str]) -> 
         batch_size=args.batch_size,
         reward_cfg=reward,
     )
+    report.info["settings"] = origin
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
