@@ -11,8 +11,8 @@ stderr: lines, mean total, errors (lines that could not be scored, as opposed to
 microseconds per response (wall and CPU, start-up excluded).
 
 Under the paper preset with exact label similarity the input is read in blocks (``--batch-size`` KiB) by the Numba
-reader of :mod:`rewards.scan`, which decodes the common line, scores it and writes the output line without a Python
-object per line; every line of another shape goes through the Python path, which gives the same bytes
+reader of :mod:`rewards.fast.scan`, which decodes the common line, scores it and writes the output line without a
+Python object per line; every line of another shape goes through the Python path, which gives the same bytes
 (``tests/rewards/test_score_cli.py`` compares the two). The first run after a checkout compiles the kernels (about
 30 s here); later runs load them from Numba's cache.
 """
@@ -33,9 +33,8 @@ from typing import BinaryIO
 import numpy as np
 import orjson
 
-from rewards.kernels import warmup
-from rewards.scan import OK as SCAN_OK
-from rewards.scan import padded, read_lines, same_bytes, write_lines
+from rewards.constants import SCAN_OK
+from rewards.fast.scan import padded, read_lines, same_bytes, write_lines
 from rewards.similarity import BACKENDS, SimilarityUnavailable, get_similarity
 from rewards.spatial import (
     PRESETS,
@@ -44,6 +43,7 @@ from rewards.spatial import (
     paper_fast_available,
     score_decoded,
     score_rows,
+    warmup,
 )
 from rewards.template import loads_json
 
@@ -232,7 +232,7 @@ def score_stream(inp: BinaryIO, out: BinaryIO, cfg: RewardConfig, batch_size: in
     """Score every line of ``inp`` into ``out``; returns the summary (lines, mean_total, errors, seconds, cpu).
 
     Under the paper preset with exact similarity, blocks of about ``batch_size`` KiB are read and scored by the
-    Numba reader (:mod:`rewards.scan`); lines of other shapes, and other presets, go through the Python path with
+    Numba reader (:mod:`rewards.fast.scan`); lines of other shapes, and other presets, go through the Python path with
     the same results.
     """
     n = errors = 0
