@@ -766,36 +766,6 @@ def map_hallusionbench(raw: dict, ctx: Ctx) -> BenchmarkRow | None:
 # STVQA ---------------------------------------------------------------------------------------------------------------
 
 
-def stvqa_task_fields(raw: dict, ctx: Ctx) -> dict:
-    """The STVQA-7K columns as ``datagen.stvqa.task_fields`` returns them: id, question, options, image, image_size,
-    ground_truth, category. Used when datagen.stvqa is not importable."""
-    options = parse_list(get(raw, ctx, "options"), ctx, "options")
-    question = text_of(raw, ctx, "question_only", required=False)
-    if not question:
-        question = split_option_lines(text_of(raw, ctx, "question_with_options", "question"))[0]
-    images = decode_images(get(raw, ctx, "images", "image"), ctx, "images")
-    if not images:
-        raise ctx.fail("column 'images' is empty")
-    gt = text_of(raw, ctx, "answer_option_text", required=False)
-    if not gt:
-        answer = text_of(raw, ctx, "answer")
-        letter = extract_choice(answer, options)
-        if letter is None:
-            raise ctx.fail("neither 'answer_option_text' nor a letter in 'answer'")
-        text = f"({letter}) {options[LETTERS.index(letter)]}"
-        gt = re.sub(r"<answer>.*?</answer>", f"<answer>{text}</answer>", answer, flags=re.DOTALL)
-    image_id = text_of(raw, ctx, "id", "image_id", required=False)
-    return {
-        "id": f"{image_id}-{ctx.index}" if image_id else str(ctx.index),
-        "question": question,
-        "options": options,
-        "image": images[0],
-        "image_size": images[0].size,
-        "ground_truth": gt,
-        "category": text_of(raw, ctx, "category", required=False),
-    }
-
-
 def stvqa_row(fields: dict, raw: dict, ctx: Ctx) -> BenchmarkRow:
     """A :class:`BenchmarkRow` from STVQA task fields; the letter is read from the ground truth's answer block."""
     options = list(fields["options"])
@@ -821,30 +791,18 @@ def stvqa_row(fields: dict, raw: dict, ctx: Ctx) -> BenchmarkRow:
     )
 
 
-USE_DATAGEN_STVQA = True
-"""Read STVQA through the project's reader (``datagen.stvqa.load_stvqa`` / ``task_fields``) when it is importable;
-False (or an import failure) uses :func:`stvqa_task_fields` on the generic file readers here."""
-
-
 @functools.cache
-def _datagen_stvqa_module():
-    try:
-        from datagen import stvqa  # heavy (imports datasets) and only STVQA needs it: imported on first use
-    except ImportError:  # pragma: no cover - depends on the state of datagen
-        return None
-    return stvqa if hasattr(stvqa, "load_stvqa") and hasattr(stvqa, "task_fields") else None
-
-
 def datagen_stvqa():
-    """The ``datagen.stvqa`` module when it is to be used (see :data:`USE_DATAGEN_STVQA`), else None."""
-    return _datagen_stvqa_module() if USE_DATAGEN_STVQA else None
+    """``datagen.stvqa``, the project's one STVQA-7K reader (``load_stvqa`` / ``task_fields``); imported on first
+    use: it is heavy (imports datasets) and only STVQA needs it."""
+    from datagen import stvqa
+
+    return stvqa
 
 
 def map_stvqa(raw: dict, ctx: Ctx) -> BenchmarkRow | None:
     """STVQA-7K val (``images``, ``question_only``, ``options``, ``answer_option_text``, ``answer_only`` ...)."""
     module = datagen_stvqa()
-    if module is None:
-        return stvqa_row(stvqa_task_fields(raw, ctx), raw, ctx)
     try:
         fields = module.task_fields(raw)
     except module.DatasetError as e:
@@ -1294,7 +1252,7 @@ def iter_benchmark(
     """Normalised rows of a benchmark (see :func:`resolve_source` for where they come from); at most ``limit``."""
     bench = BENCHMARKS[resolve_name(name)]
     src = resolve_source(bench.name, source, data_root)
-    if bench.name == "stvqa" and datagen_stvqa() is not None:
+    if bench.name == "stvqa":
         raw_rows = _iter_datagen_stvqa(bench, src)
     else:
         raw_rows = iter_raw(bench, src)

@@ -62,7 +62,8 @@ def main(argv=None) -> int:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
 
-    # imported after the config is known good: they pull in torch, Ray and the actor code
+    # imported after the config is known good (cluster.config has loaded torch and Numba already): these pull in Ray,
+    # transformers, the actor code and datagen, seconds that --print-config and a bad config do not pay
     from actors.learner import LearnerRankDied
     from cluster.checkpoints import CheckpointError
     from cluster.pool import NoRolloutWorkers
