@@ -44,6 +44,7 @@ from cluster.evaluation import build_requests, evaluate_rows
 from cluster.plots import plot_run
 from cluster.pool import GroupResult, RolloutPool
 from cluster.tracking import Tracker, default_uri
+from datagen.corpus import tokenizer_corpus
 from datagen.stvqa import DatasetError, build_dataset, load_stvqa, task_fields
 from rewards.prompt import PromptBuilder
 from rewards.spatial import RewardBreakdown, is_sample_error
@@ -190,7 +191,7 @@ def prepare_model(cfg: TrainConfig, out: Path, train_rows, prompts: PromptBuilde
     if done.exists():
         return str(target)
     spec = TinyModelSpec(hidden_size=cfg.model.tiny_hidden_size, num_layers=cfg.model.tiny_layers, seed=cfg.seed)
-    path = build_tiny_model(target, spec)
+    path = build_tiny_model(target, tokenizer_corpus(), spec)
     samples = []
     for i in range(len(train_rows)):
         try:

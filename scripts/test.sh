@@ -4,9 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh --dev
 export DS_ACCELERATOR=cpu RAY_DEDUP_LOGS=0 TOKENIZERS_PARALLELISM=false RAY_AUTH_MODE=disabled
-# the lint check runs first and fails the command, so the tree stays formatted and clean
+# the lint checks run first and fail the command, so the tree stays formatted and clean and the layers hold
 python -m ruff check .
 python -m ruff format --check .
+lint-imports --no-cache --no-logo  # the import contracts in pyproject.toml ([tool.importlinter])
 rc=0
 python -m pytest tests "$@" || rc=$?
 if [[ $rc -eq 5 ]]; then
