@@ -11,6 +11,10 @@ On a cluster (output_dir must be an absolute path every node can read)::
     ray job submit --working-dir . -- python scripts/train.py --config cluster/configs/spatialthinker_3b.yaml
 
 Settings come from ``--config`` (YAML/JSON) and ``--set key.sub=value``; ``--print-config`` shows the result.
+
+The terminal shows the project's lines (one per step, validation, checkpoints) and real warnings and errors; other
+libraries' output (Ray, vLLM, DeepSpeed, transformers, progress bars) goes to ``<output_dir>/train.log`` with a copy
+of the terminal's lines (``--verbose`` shows it all on the terminal instead).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cluster.config import ConfigError, load_config  # noqa: E402
+from cluster.config import ConfigError, load_config, resolve_output_dir  # noqa: E402
 
 log = logging.getLogger("spatialthinker")
 
@@ -43,6 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--output-dir", help="shorthand for --set output_dir=PATH")
     ap.add_argument("--resume", help="auto | never | path to a checkpoint (checkpoints/step_N)")
     ap.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    ap.add_argument(
+        "--verbose", action="store_true", help="show other libraries' output on the terminal too (else: train.log)"
+    )
     return ap.parse_args(argv)
 
 
@@ -61,6 +68,17 @@ def main(argv=None) -> int:
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
+    terminal = sys.stderr
+    if not args.verbose:
+        try:
+            log_path = resolve_output_dir(cfg.output_dir) / "train.log"
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        from cluster.console import quiet_console
+
+        terminal = quiet_console(log_path)
+        print(f"other libraries' output goes to {log_path} (--verbose shows it here)", file=terminal)
 
     # imported after the config is known good (cluster.config has loaded torch and Numba already): these pull in Ray,
     # transformers, the actor code and datagen, seconds that --print-config and a bad config do not pay
@@ -89,11 +107,14 @@ def main(argv=None) -> int:
     try:
         main_train(cfg)
     except expected as e:
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        print(f"error: {str(e).splitlines()[0]}", file=terminal)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted", file=terminal)
         return 130
+    except Exception:  # a bug or an unexpected failure: the traceback on the terminal (logged, so the file has it too)
+        log.exception("training failed")
+        return 1
     return 0
 
 
