@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import ray  # noqa: E402
+from ray.exceptions import AuthenticationError  # noqa: E402
 
 from cluster.control import PREFIX, control_name, read_run_file  # noqa: E402
 
@@ -46,6 +47,11 @@ def find_control(run: str, address: str | None, namespace: str | None):
             raise UsageError(f"cannot reach a Ray cluster at {address!r}: {e.strerror or e}") from None
     try:
         ray.init(address=address, namespace=namespace or "spatialthinker", log_to_driver=False, logging_level="ERROR")
+    except AuthenticationError:
+        raise UsageError(
+            f"the Ray cluster at {address!r} refused this client: give it the cluster's token "
+            "(RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN, as for `ray start`; see the README)"
+        ) from None
     except (ConnectionError, RuntimeError) as e:
         raise UsageError(f"cannot reach a Ray cluster at {address!r}: {str(e).splitlines()[0]}") from None
     names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(PREFIX)]

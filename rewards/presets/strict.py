@@ -2,7 +2,8 @@
 
 Blocks in order with nothing outside them, finite corner boxes (:func:`rewards.template.parse_response`),
 letter-tolerant answers (``B``, ``(B)``, the option text), count terms per kind, and spatial credit only for
-label-matched pairs divided by ``max(n_pred, n_gt)``; weights and gates as the paper preset.
+label-matched pairs divided by ``max(n_pred, n_gt)``; weights, gates and the total as the paper preset (the
+formulas of :mod:`rewards.fast.terms`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rewards.constants import MODE_STRICT
+from rewards.fast.terms import paper_total, spatial_wanted
 from rewards.matching import SpatialJobs, finish_spatial
 from rewards.similarity import get_similarity
 from rewards.template import parse_response, parse_scene, strict_answer_correct
@@ -79,11 +81,19 @@ def score(items: Sequence, cfg: RewardConfig) -> list:
         fmt = 1.0 if p.format_ok else 0.0
         acc = 1.0 if strict_answer_correct(p.answer, gt.answer) else 0.0
         if not scene_ok:
-            out[k] = [cfg.w_format * fmt + cfg.w_accuracy * acc, fmt, 0.0, acc, 0.0, p.error]
+            out[k] = [
+                paper_total(fmt, 0.0, acc, cfg.w_format, cfg.w_count, cfg.w_accuracy),
+                fmt,
+                0.0,
+                acc,
+                0.0,
+                p.error,
+            ]
             continue
         count = _count_strict(len(objects), len(rels), gt, cfg)
-        out[k] = [cfg.w_format * fmt + cfg.w_count * count + cfg.w_accuracy * acc, fmt, count, acc, 0.0, p.error]
-        need = acc == 1.0 or not cfg.gate_spatial_on_accuracy
+        total = paper_total(fmt, count, acc, cfg.w_format, cfg.w_count, cfg.w_accuracy)
+        out[k] = [total, fmt, count, acc, 0.0, p.error]
+        need = spatial_wanted(acc, cfg.gate_spatial_on_accuracy)
         flat = [v for _, _, box in objects for v in box]
         codes = [NAME_CODES[label] for _, label, _ in objects]
         jobs.add(k, need, flat, codes, gt, gt.strict_codes, wh)

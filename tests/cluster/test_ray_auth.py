@@ -16,6 +16,8 @@ import pytest
 
 from actors.common import free_port
 
+from ..conftest import ROOT
+
 pytestmark = pytest.mark.slow
 
 RAY = str(Path(sys.executable).with_name("ray")) if Path(sys.executable).with_name("ray").exists() else "ray"
@@ -87,6 +89,21 @@ def test_ray_start_with_a_token_runs_jobs_that_carry_it_and_refuses_the_others(t
             text = (refused.stdout + refused.stderr).lower()
             assert refused.returncode != 0 and "job ran" not in text, text[-3000:]
             assert "unauthorized" in text or "authentication" in text or "401" in text, text[-3000:]
+
+        # scripts/scale_rollout.py reaches the cluster with the token (and finds no such run), and says what is
+        # missing without it
+        scale = [sys.executable, str(ROOT / "scripts" / "scale_rollout.py"), "--run", "norun", "--status"]
+        scale += ["--address", f"127.0.0.1:{ports['--port']}"]
+        p = subprocess.run(scale, env=with_token, capture_output=True, text=True, timeout=180)
+        assert p.returncode == 2 and "no running job 'norun'" in p.stderr, p.stderr[-3000:]
+        p = subprocess.run(
+            scale,
+            env={**base, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert p.returncode == 2 and "refused this client" in p.stderr and "Traceback" not in p.stderr, p.stderr
     finally:
         os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops the processes it started
         try:
