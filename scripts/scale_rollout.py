@@ -47,13 +47,13 @@ def find_control(run: str, address: str | None, namespace: str | None):
             raise UsageError(f"cannot reach a Ray cluster at {address!r}: {e.strerror or e}") from None
     try:
         ray.init(address=address, namespace=namespace or "spatialthinker", log_to_driver=False, logging_level="ERROR")
-    except AuthenticationError:
+    except (ConnectionError, RuntimeError, AuthenticationError) as e:
+        # a cluster with token authentication refuses a client without its token as a failed connection
         raise UsageError(
-            f"the Ray cluster at {address!r} refused this client: give it the cluster's token "
-            "(RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN, as for `ray start`; see the README)"
+            f"cannot reach a Ray cluster at {address!r}: {str(e).splitlines()[0]} (if the cluster has token "
+            "authentication, this client needs its token: RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH or "
+            "RAY_AUTH_TOKEN, as for `ray start`)"
         ) from None
-    except (ConnectionError, RuntimeError) as e:
-        raise UsageError(f"cannot reach a Ray cluster at {address!r}: {str(e).splitlines()[0]}") from None
     names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(PREFIX)]
     if control_name(run) in names:
         return ray.get_actor(control_name(run), namespace=namespace or "spatialthinker")

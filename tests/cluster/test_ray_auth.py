@@ -103,7 +103,8 @@ def test_ray_start_with_a_token_runs_jobs_that_carry_it_and_refuses_the_others(t
             text=True,
             timeout=180,
         )
-        assert p.returncode == 2 and "refused this client" in p.stderr and "Traceback" not in p.stderr, p.stderr
+        assert p.returncode == 2 and "InvalidAuthToken" in p.stderr and "Traceback" not in p.stderr, p.stderr[-3000:]
+        assert "this client needs its token: RAY_AUTH_MODE=token" in p.stderr.splitlines()[-1], p.stderr[-3000:]
     finally:
         os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops the processes it started
         try:
