@@ -8,10 +8,14 @@ import socket
 import ray
 import torch
 
+from actors.logs import setup_worker_logging
+
 
 def setup_process(device: str = "auto", threads: int | None = None) -> str:
     """Resolve ``device`` (auto, cpu, cuda) and prepare the process: ``DS_ACCELERATOR=cpu`` on CPU (DeepSpeed reads
-    it at import, so call this before importing deepspeed) and the torch thread count."""
+    it at import, so call this before importing deepspeed), the torch thread count, and warnings and errors logged
+    with their logger name (:func:`actors.logs.setup_worker_logging`)."""
+    setup_worker_logging()
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():

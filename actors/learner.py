@@ -40,12 +40,33 @@ TOKENIZER_FILES = ("tokenizer", "special_tokens", "preprocessor", "chat_template
 
 @dataclass
 class BatchPlan:
-    """How one rollout batch is cut into optimizer steps; the same on every rank."""
+    """How one rollout batch is cut into optimizer steps, over all ranks together (what the driver states);
+    :meth:`per_rank` gives each rank's share."""
+
+    groups_per_step: int
+    """Prompt groups in one rollout batch (``algo.prompts_per_step``)."""
+    groups_per_update: int
+    """Prompt groups in one optimizer step, all ranks together (``algo.prompts_per_update``)."""
+    group_size: int
+    """Responses per prompt group (n)."""
+    ppo_epochs: int
+    """Passes over the rollout batch."""
+
+    def per_rank(self, world: int) -> RankPlan:
+        """Each of ``world`` ranks' share (the config checks that both counts divide by the rank count)."""
+        return RankPlan(
+            self.groups_per_step // world, self.groups_per_update // world, self.group_size, self.ppo_epochs
+        )
+
+
+@dataclass
+class RankPlan:
+    """One rank's share of a :class:`BatchPlan`; the same on every rank."""
 
     groups_per_rank: int
-    """Prompt groups each rank trains on per rollout batch (prompts_per_step / ranks)."""
+    """Prompt groups this rank trains on per rollout batch (prompts_per_step / ranks)."""
     groups_per_update: int
-    """Prompt groups per rank in one mini-batch (prompts_per_update / ranks)."""
+    """Prompt groups this rank takes in one mini-batch (prompts_per_update / ranks)."""
     group_size: int
     """Responses per prompt group (n)."""
     ppo_epochs: int
@@ -135,7 +156,7 @@ class LearnerWorker:
     def master_address(self) -> str:
         return f"{node_ip()}:{free_port()}"
 
-    def init(self, master: str, plan: BatchPlan) -> dict:
+    def init(self, master: str, plan: RankPlan) -> dict:
         host, port = master.rsplit(":", 1)
         os.environ.update(
             MASTER_ADDR=host,
@@ -369,7 +390,7 @@ class LearnerGroup:
         model_path: str,
         settings: LearnerSettings,
         loss: grpo.LossSettings,
-        plan_total: BatchPlan,
+        plan: BatchPlan,
         dtype: str,
         temperature: float,
         seed: int = 0,
@@ -378,12 +399,7 @@ class LearnerGroup:
         """``actor_options``: extra Ray options for every rank (custom resources, a scheduling strategy)."""
         world = settings.num_workers
         self.world_size, self.broken = world, False
-        self.plan = BatchPlan(
-            plan_total.groups_per_rank // world,
-            plan_total.groups_per_update // world,
-            plan_total.group_size,
-            plan_total.ppo_epochs,
-        )
+        self.plan = plan.per_rank(world)
         self.ranks = [
             LearnerWorker.options(
                 num_cpus=settings.num_cpus, num_gpus=settings.num_gpus, **(actor_options or {})
@@ -512,6 +528,7 @@ class ReferencePolicy:
 
 __all__ = [
     "BatchPlan",
+    "RankPlan",
     "LearnerGroup",
     "LearnerRankDied",
     "LearnerWorker",

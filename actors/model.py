@@ -3,7 +3,9 @@
 Everything here works offline: the CPU default is a tiny model with the
 Qwen2.5-VL architecture built from a config, and a byte-level BPE tokenizer
 trained locally on text that looks like the SpatialThinker task (template
-tags, scene-graph JSON, VG object names and question wording).  A real
+tags, scene-graph JSON, VG object names and question wording), which the
+caller passes in (:func:`datagen.corpus.tokenizer_corpus`): learner nodes
+load models and never need the data generator.  A real
 checkpoint directory (for example a local copy of Qwen2.5-VL-3B-Instruct)
 can be used instead by pointing ``model.path`` at it.
 """
@@ -29,9 +31,6 @@ from transformers import (
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from actors.records import EncodedPrompt, ImageInputs
-from datagen.questions import QUESTION_PHRASES, SPATIAL_PREDICATES
-from datagen.synthetic import OBJECT_VOCAB
-from rewards.prompt import DEFAULT_TEMPLATE
 
 SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -99,32 +98,9 @@ class TinyModelSpec:
     """Weight initialisation seed."""
 
 
-def _tokenizer_corpus() -> list[str]:
-    lines: list[str] = []
-    names = list(OBJECT_VOCAB)
-    for i, name in enumerate(names):
-        other = names[(i + 3) % len(names)]
-        for pred in SPATIAL_PREDICATES:
-            lines.append(
-                f"<observe>I see a {name} {pred} the {other}.</observe>"
-                f'<scene>{{"objects": [{{"id": "{name}.1", "bbox": [{i * 7 % 200}, {i * 13 % 200}, '
-                f'{i * 7 % 200 + 20}, {i * 13 % 200 + 30}]}}, {{"id": "{other}.2", "bbox": [1, 2, 30, 40]}}], '
-                f'"relationships": [{{"subject": "{name}.1", "predicate": "{pred}", "object": "{other}.2"}}]}}'
-                f"</scene><think>The {name} is {pred} the {other}, so the answer is (A).</think>"
-                f"<answer>(A)</answer>"
-            )
-    for phrase in QUESTION_PHRASES:
-        lines.append(phrase)
-    # the prompt's fixed instruction text is seen on every sample: give it short tokens
-    lines.extend([DEFAULT_TEMPLATE] * 20)
-    lines.append(" ".join(str(n) for n in range(0, 1000)))
-    lines.append("Options: (A) (B) (C) (D) yes no left right above below closer farther larger smaller")
-    return lines
-
-
-def train_tokenizer(out_dir: str | os.PathLike, vocab_size: int = 1024):
-    """Train a byte-level BPE tokenizer on task-like text and save it as a
-    transformers fast tokenizer with the Qwen chat template."""
+def train_tokenizer(out_dir: str | os.PathLike, corpus: Iterable[str], vocab_size: int = 1024):
+    """Train a byte-level BPE tokenizer on ``corpus`` (task-like text: :func:`datagen.corpus.tokenizer_corpus`) and
+    save it as a transformers fast tokenizer with the Qwen chat template."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -134,7 +110,7 @@ def train_tokenizer(out_dir: str | os.PathLike, vocab_size: int = 1024):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_tokenizer_corpus(), trainer=trainer)
+    tok.train_from_iterator(list(corpus), trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token="<|im_end|>",
@@ -149,17 +125,18 @@ def train_tokenizer(out_dir: str | os.PathLike, vocab_size: int = 1024):
     return fast
 
 
-def build_tiny_model(out_dir: str | os.PathLike, spec: TinyModelSpec | None = None) -> str:
+def build_tiny_model(out_dir: str | os.PathLike, corpus: Iterable[str], spec: TinyModelSpec | None = None) -> str:
     """Create a tiny Qwen2.5-VL-architecture checkpoint (random weights),
-    tokenizer and processor config in ``out_dir``.  Idempotent: an existing
-    complete checkpoint is left untouched."""
+    tokenizer (trained on ``corpus``, see :func:`train_tokenizer`) and processor
+    config in ``out_dir``.  Idempotent: an existing complete checkpoint is left
+    untouched."""
     spec = spec or TinyModelSpec()
     out = Path(out_dir)
     marker = out / "tiny_model_spec.json"
     if marker.exists() and (out / "config.json").exists():
         return str(out)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = train_tokenizer(out, vocab_size=spec.vocab_size)
+    tokenizer = train_tokenizer(out, corpus, vocab_size=spec.vocab_size)
     vocab = len(tokenizer)
     vocab_padded = ((vocab + 63) // 64) * 64
     head_dim = spec.hidden_size // spec.num_heads

@@ -5,8 +5,7 @@ from __future__ import annotations
 import ray
 
 from actors.records import PromptGroup
-from rewards.kernels import warmup
-from rewards.spatial import RewardBreakdown, RewardConfig, score_batch
+from rewards.spatial import RewardBreakdown, RewardConfig, score_batch, warmup
 
 
 @ray.remote(max_restarts=-1, max_task_retries=2)

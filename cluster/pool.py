@@ -1,7 +1,8 @@
 """Elastic pool of rollout workers.
 
-Work is handed out one prompt group per task to the least-loaded live worker. A worker that dies mid-task has its
-task re-queued on another worker and the pool refills itself to ``min_workers``. ``scale_to`` adds or removes
+Work is handed out in chunks of prompt groups (about two chunks per live worker, so each engine call batches several
+prompts), each chunk to the least-loaded live worker. A worker that dies mid-task has its chunk re-queued on another
+worker and the pool refills itself to ``min_workers``. ``scale_to`` adds or removes
 workers between steps; new workers receive the latest weights before they take work. A worker that Ray cannot place
 (or that does not become ready) within ``placement_timeout_s`` is dropped from the request and reported; the pool
 goes on with the workers it has.

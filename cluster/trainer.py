@@ -3,8 +3,10 @@
 One step, as named timed phases::
 
     generate        prompts --> RolloutPool (elastic) --> PromptGroup ObjectRefs
-    score           ObjectRefs --> RewardWorkers (rewards) and ReferencePolicy (reference log-probs)
-    old_logprobs    LearnerGroup.prepare: ranks fetch their groups, compute old log-probs and engine agreement
+    score           ObjectRefs --> RewardWorkers (rewards), and ReferencePolicy (reference log-probs) started beside
+    reference_logprobs  the wait for the reference log-probs that outlast the rewards (with KL only)
+    old_logprobs    LearnerGroup.prepare: ranks fetch their groups (and reference log-probs), compute old log-probs
+                    and engine agreement
     advantages      group-relative advantages from the rewards (minus sequence KL when KL is in the reward)
     update          LearnerGroup.update: mini-batch optimizer steps on every rank
     weight_sync     rank 0's gathered state dict --> object store --> every rollout engine
@@ -40,6 +42,7 @@ from cluster.config import ConfigError, TrainConfig, flatten, resolve_output_dir
 from cluster.plots import plot_run
 from cluster.pool import GroupResult, RolloutPool
 from cluster.tracking import Tracker, default_uri
+from datagen.corpus import tokenizer_corpus
 from datagen.stvqa import DatasetError, build_dataset, load_stvqa, task_fields
 from evaluation.registry import load_benchmark
 from evaluation.report import evaluate_rows
@@ -189,7 +192,7 @@ def prepare_model(cfg: TrainConfig, out: Path, train_rows, prompts: PromptBuilde
     if done.exists():
         return str(target)
     spec = TinyModelSpec(hidden_size=cfg.model.tiny_hidden_size, num_layers=cfg.model.tiny_layers, seed=cfg.seed)
-    path = build_tiny_model(target, spec)
+    path = build_tiny_model(target, tokenizer_corpus(), spec)
     samples = []
     for i in range(len(train_rows)):
         try:
@@ -244,6 +247,17 @@ class GRPOTrainer:
         self.stop_signal: str | None = None
         self.val_history: dict = {}
         self.last_logged = 0
+        # set by setup(): the dataset, the model, the run id and Ray exist only from then on
+        self.prompts: PromptBuilder | None = None
+        self.dataset_path = ""
+        self.model_path = ""
+        self.val_rows = None
+        self.benchmark_rows: list | None = None
+        self.stream: PromptStream | None = None
+        self.device = "cpu"
+        self.dtype = ""
+        self.run_id = ""
+        self.control = None
 
     # -- setup ------------------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -314,7 +328,7 @@ class GRPOTrainer:
         self.tracker.log_params(now)
         self.tracker.set_tags(
             {
-                "model_path": getattr(self, "model_path", ""),
+                "model_path": self.model_path,
                 "dataset": self.dataset_path,
                 "run_id": self.run_id,
                 "output_dir": str(self.out),
@@ -456,6 +470,9 @@ class GRPOTrainer:
                 reward_refs = self._score(results)
                 ref_refs = [self.reference.compute_logprobs.remote(g) for g in group_refs] if self.reference else None
                 rewards = ray.get(reward_refs)
+            with timed(timings, "reference_logprobs"):  # computed beside the rewards: what is left to wait for
+                if ref_refs:
+                    ray.wait(ref_refs, num_returns=len(ref_refs), fetch_local=False)
             with timed(timings, "old_logprobs"):
                 prep = self.learners.prepare(group_refs, ref_refs, cfg.rollout.use_engine_logprobs)
             with timed(timings, "advantages"):
@@ -527,7 +544,7 @@ class GRPOTrainer:
         e = self.cfg.eval
         if not e.benchmarks:
             return {}
-        if not hasattr(self, "benchmark_rows"):
+        if self.benchmark_rows is None:
             self.benchmark_rows = [
                 row
                 for name in e.benchmarks

@@ -11,8 +11,8 @@ stderr: lines, mean total, errors (lines that could not be scored, as opposed to
 microseconds per response (wall and CPU, start-up excluded).
 
 Under the paper preset with exact label similarity the input is read in blocks (``--batch-size`` KiB) by the Numba
-reader of :mod:`rewards.scan`, which decodes the common line, scores it and writes the output line without a Python
-object per line; every line of another shape goes through the Python path, which gives the same bytes
+reader of :mod:`rewards.fast.scan`, which decodes the common line, scores it and writes the output line without a
+Python object per line; every line of another shape goes through the Python path, which gives the same bytes
 (``tests/rewards/test_score_cli.py`` compares the two). The first run after a checkout compiles the kernels (about
 30 s here); later runs load them from Numba's cache.
 """
@@ -33,9 +33,8 @@ from typing import BinaryIO
 import numpy as np
 import orjson
 
-from rewards.kernels import warmup
-from rewards.scan import OK as SCAN_OK
-from rewards.scan import padded, read_lines, same_bytes, write_lines
+from rewards.constants import SCAN_OK
+from rewards.fast.scan import padded, read_lines, same_bytes, write_lines
 from rewards.similarity import BACKENDS, SimilarityUnavailable, get_similarity
 from rewards.spatial import (
     PRESETS,
@@ -44,6 +43,7 @@ from rewards.spatial import (
     paper_fast_available,
     score_decoded,
     score_rows,
+    warmup,
 )
 from rewards.template import loads_json
 
@@ -152,8 +152,8 @@ def _decode_string(data: bytes, start: int, stop: int) -> str:
 def _score_block(data: bytes, first_line: int, cfg: RewardConfig) -> tuple:
     """Score a block of whole lines with the Numba reader, the Python path taking the lines it leaves.
 
-    Returns ``(output, lines, records, errors, total_sum)``: ``lines`` counts the block's lines, ``records`` the
-    non-blank ones.
+    Returns ``(output, lines, records, errors, total_sum, fast)``: ``lines`` counts the block's lines, ``records``
+    the non-blank ones, ``fast`` those the Numba reader read and scored itself.
     """
     ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10) + 1
     buf = padded(data)
@@ -169,6 +169,7 @@ def _score_block(data: bytes, first_line: int, cfg: RewardConfig) -> tuple:
     errors = 0
     total_sum = 0.0
     numbers = b"[]"
+    fast_lines = 0
     if len(taken):
         _, first, inverse = np.unique(ghash, return_index=True, return_inverse=True)
         same = same_bytes(buf, gspan, first[inverse])
@@ -179,6 +180,7 @@ def _score_block(data: bytes, first_line: int, cfg: RewardConfig) -> tuple:
         # orjson writes the shortest round-trip digits as repr does, but positionally below 1e-4 (repr: 1e-05)
         plain = ((magnitude >= 1e-4) & (magnitude < 1e16)) | (values == 0.0)
         ok = (status == SCAN_OK) & same
+        fast_lines = int(np.count_nonzero(ok))
         fast = ok & plain.all(axis=1)
         fast_j = np.flatnonzero(fast)
         kind[taken[fast_j]] = 0
@@ -225,24 +227,26 @@ def _score_block(data: bytes, first_line: int, cfg: RewardConfig) -> tuple:
         buf, lstart, kind, ref, number_text, nstart, np.frombuffer(b"".join(literals), dtype=np.uint8), lit_start
     )
     records = n_lines - int(np.count_nonzero(kind == 3))
-    return output, n_lines, records, errors, total_sum
+    return output, n_lines, records, errors, total_sum, fast_lines
 
 
 def score_stream(inp: BinaryIO, out: BinaryIO, cfg: RewardConfig, batch_size: int = 4096) -> dict:
-    """Score every line of ``inp`` into ``out``; returns the summary (lines, mean_total, errors, seconds, cpu).
+    """Score every line of ``inp`` into ``out``; returns the summary (lines, mean_total, errors, seconds, cpu, and
+    fast: the lines the Numba reader read and scored itself).
 
     Under the paper preset with exact similarity, blocks of about ``batch_size`` KiB are read and scored by the
-    Numba reader (:mod:`rewards.scan`); lines of other shapes, and other presets, go through the Python path with
+    Numba reader (:mod:`rewards.fast.scan`); lines of other shapes, and other presets, go through the Python path with
     the same results.
     """
-    n = errors = 0
+    n = errors = fast = 0
     total_sum = 0.0
     t0 = time.perf_counter()
     c0 = time.process_time()
     line_no = 1
     if paper_fast_available(cfg):
         for data in _read_blocks(inp, max(1, batch_size) * 1024):
-            output, lines, records, bad, block_total = _score_block(data, line_no, cfg)
+            output, lines, records, bad, block_total, block_fast = _score_block(data, line_no, cfg)
+            fast += block_fast
             out.write(output)
             line_no += lines
             n += records
@@ -259,7 +263,8 @@ def score_stream(inp: BinaryIO, out: BinaryIO, cfg: RewardConfig, batch_size: in
             total_sum += block_total
     seconds = time.perf_counter() - t0
     cpu = time.process_time() - c0
-    return {"lines": n, "mean_total": total_sum / n if n else 0.0, "errors": errors, "seconds": seconds, "cpu": cpu}
+    mean = total_sum / n if n else 0.0
+    return {"lines": n, "mean_total": mean, "errors": errors, "seconds": seconds, "cpu": cpu, "fast": fast}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,8 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rewards.kernels import warmup  # noqa: E402
-from rewards.spatial import perfect_response, score_batch  # noqa: E402
+from rewards.spatial import perfect_response, score_batch, warmup  # noqa: E402
 
 log = logging.getLogger("bench_rewards")
 

@@ -31,6 +31,7 @@ from actors.rollout import RolloutWorker  # noqa: E402
 from actors.settings import RolloutSettings  # noqa: E402
 from actors.vllm_engine import VLLMEngine, state_dict_nbytes  # noqa: E402
 from cluster.config import DEMO_CONFIG, load_config  # noqa: E402
+from datagen.corpus import tokenizer_corpus  # noqa: E402
 from rewards.prompt import PromptBuilder  # noqa: E402
 
 
@@ -126,7 +127,7 @@ def main(argv=None) -> int:
     ap.add_argument("--large-layers", type=int, default=8, help="larger tiny model: decoder layers")
     a = ap.parse_args(argv)
 
-    model = a.model or build_tiny_model(os.path.join(a.out, "tiny_model"))
+    model = a.model or build_tiny_model(os.path.join(a.out, "tiny_model"), tokenizer_corpus())
     settings = RolloutSettings(
         temperature=a.temperature,
         max_new_tokens=a.max_new_tokens,
@@ -164,7 +165,7 @@ def main(argv=None) -> int:
             num_kv_heads=1,
             intermediate_size=4 * h,
         )
-        large = build_tiny_model(os.path.join(a.out, f"tiny_model_h{h}_l{layers}"), spec)
+        large = build_tiny_model(os.path.join(a.out, f"tiny_model_h{h}_l{layers}"), tokenizer_corpus(), spec)
         engine = VLLMEngine(large, settings, a.dtype, seed=0)
         state = perturbed_state(large, a.dtype)
         sec, gbs = time_sync(engine.load_weights, state, a.repeats)

@@ -21,8 +21,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     from actors.model import TinyModelSpec, build_tiny_model
+    from datagen.corpus import tokenizer_corpus
 
-    print(build_tiny_model(a.out, TinyModelSpec(hidden_size=a.hidden_size, num_layers=a.layers, seed=a.seed)))
+    spec = TinyModelSpec(hidden_size=a.hidden_size, num_layers=a.layers, seed=a.seed)
+    print(build_tiny_model(a.out, tokenizer_corpus(), spec))
     return 0
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import ray  # noqa: E402
+from ray.exceptions import AuthenticationError  # noqa: E402
 
 from cluster.control import PREFIX, control_name, read_run_file  # noqa: E402
 
@@ -46,8 +47,13 @@ def find_control(run: str, address: str | None, namespace: str | None):
             raise UsageError(f"cannot reach a Ray cluster at {address!r}: {e.strerror or e}") from None
     try:
         ray.init(address=address, namespace=namespace or "spatialthinker", log_to_driver=False, logging_level="ERROR")
-    except (ConnectionError, RuntimeError) as e:
-        raise UsageError(f"cannot reach a Ray cluster at {address!r}: {str(e).splitlines()[0]}") from None
+    except (ConnectionError, RuntimeError, AuthenticationError) as e:
+        # a cluster with token authentication refuses a client without its token as a failed connection
+        raise UsageError(
+            f"cannot reach a Ray cluster at {address!r}: {str(e).splitlines()[0]} (if the cluster has token "
+            "authentication, this client needs its token: RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH or "
+            "RAY_AUTH_TOKEN, as for `ray start`)"
+        ) from None
     names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(PREFIX)]
     if control_name(run) in names:
         return ray.get_actor(control_name(run), namespace=namespace or "spatialthinker")

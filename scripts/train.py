@@ -12,6 +12,10 @@ On a cluster (output_dir must be an absolute path every node can read)::
 
 Settings come from ``--config`` (YAML/JSON; without it the CPU demo's file) over the paper's defaults, and
 ``--set key.sub=value``; ``--print-config`` shows the result.
+
+The terminal shows the project's lines (one per step, validation, checkpoints) and real warnings and errors; other
+libraries' output (Ray, vLLM, DeepSpeed, transformers, progress bars) goes to ``<output_dir>/train.log`` with a copy
+of the terminal's lines (``--verbose`` shows it all on the terminal instead).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cluster.config import DEMO_CONFIG, ConfigError, load_config  # noqa: E402
+from cluster.config import DEMO_CONFIG, ConfigError, load_config, resolve_output_dir  # noqa: E402
 
 log = logging.getLogger("spatialthinker")
 
@@ -44,6 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--output-dir", help="shorthand for --set output_dir=PATH")
     ap.add_argument("--resume", help="auto | never | path to a checkpoint (checkpoints/step_N)")
     ap.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    ap.add_argument(
+        "--verbose", action="store_true", help="show other libraries' output on the terminal too (else: train.log)"
+    )
     return ap.parse_args(argv)
 
 
@@ -62,8 +69,20 @@ def main(argv=None) -> int:
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
+    terminal = sys.stderr
+    if not args.verbose:
+        try:
+            log_path = resolve_output_dir(cfg.output_dir) / "train.log"
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        from cluster.console import quiet_console
 
-    # imported after the config is known good: they pull in torch, Ray and the actor code
+        terminal = quiet_console(log_path)
+        print(f"other libraries' output goes to {log_path} (--verbose shows it here)", file=terminal)
+
+    # imported after the config is known good (cluster.config has loaded torch and Numba already): these pull in Ray,
+    # transformers, the actor code and datagen, seconds that --print-config and a bad config do not pay
     from actors.learner import LearnerRankDied
     from cluster.checkpoints import CheckpointError
     from cluster.pool import NoRolloutWorkers
@@ -89,11 +108,14 @@ def main(argv=None) -> int:
     try:
         main_train(cfg)
     except expected as e:
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        print(f"error: {str(e).splitlines()[0]}", file=terminal)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted", file=terminal)
         return 130
+    except Exception:  # a bug or an unexpected failure: the traceback on the terminal (logged, so the file has it too)
+        log.exception("training failed")
+        return 1
     return 0
 
 

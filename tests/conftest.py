@@ -48,8 +48,9 @@ def stvqa(stvqa_dir):
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     from actors.model import build_tiny_model
+    from datagen.corpus import tokenizer_corpus
 
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", tokenizer_corpus())
 
 
 @pytest.fixture(scope="module")

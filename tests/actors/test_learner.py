@@ -22,7 +22,7 @@ def learner_group(ray_local, tiny_model):
         tiny_model,
         LearnerSettings(num_workers=2, micro_batch_size=2, lr=5e-3, device="cpu"),
         LossSettings(),
-        BatchPlan(groups_per_rank=4, groups_per_update=2, group_size=2, ppo_epochs=1),
+        BatchPlan(groups_per_step=4, groups_per_update=2, group_size=2, ppo_epochs=1),
         "float32",
         1.0,
     )
@@ -77,7 +77,7 @@ def test_several_updates_per_batch_move_the_ratio(ray_local, tiny_model, group_r
         tiny_model,
         LearnerSettings(num_workers=1, micro_batch_size=2, lr=5e-2, device="cpu"),
         LossSettings(),
-        BatchPlan(groups_per_rank=4, groups_per_update=1, group_size=2, ppo_epochs=2),
+        BatchPlan(groups_per_step=4, groups_per_update=1, group_size=2, ppo_epochs=2),
         "float32",
         1.0,
     )

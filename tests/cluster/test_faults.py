@@ -320,7 +320,7 @@ def test_learner_rank_killed_stops_naming_the_rank(ray_local, tiny_model):
         tiny_model,
         demo("learner", num_workers=2, micro_batch_size=2, device="cpu"),
         LossSettings(),
-        BatchPlan(groups_per_rank=2, groups_per_update=2, group_size=2, ppo_epochs=1),
+        BatchPlan(groups_per_step=2, groups_per_update=2, group_size=2, ppo_epochs=1),
         "float32",
         1.0,
     )

@@ -41,7 +41,7 @@ def test_weights_and_trajectories_cross_nodes(two_nodes, tiny_model, stvqa):
         tiny_model,
         LearnerSettings(num_workers=1, micro_batch_size=2, lr=1e-2, device="cpu"),
         LossSettings(),
-        BatchPlan(groups_per_rank=2, groups_per_update=2, group_size=2, ppo_epochs=1),
+        BatchPlan(groups_per_step=2, groups_per_update=2, group_size=2, ppo_epochs=1),
         "float32",
         1.0,
         actor_options={"resources": {"learner_node": 0.1}},

@@ -27,7 +27,6 @@ from evaluation.answers import (
     paper_score,
 )
 from evaluation.base import BenchmarkError, BenchmarkRow
-from evaluation.benchmarks import stvqa as stvqa_benchmark
 from evaluation.registry import BENCHMARKS, load_benchmark
 from evaluation.report import evaluate_rows, log_mlflow, score_row
 from evaluation.runner import OPEN_ANSWER_HINT, build_requests, run_policy
@@ -135,7 +134,7 @@ def test_loaders_fields(data_root):
     assert st[0].question == "Where is the cup relative to the table?" and st[0].category == "relation"
 
 
-def test_other_published_layouts(tmp_path, monkeypatch):
+def test_other_published_layouts(tmp_path):
     raw = load_benchmark("cv-bench-2d", fx.cv_bench_jsonl(tmp_path))  # jsonl + relative img/ paths
     assert [r.answer for r in raw] == ["C", "A", "B", "B"] and raw[2].image_size == (50, 22)
 
@@ -147,7 +146,6 @@ def test_other_published_layouts(tmp_path, monkeypatch):
     assert [r.answer for r in hb] == EXPECTED["hallusionbench"][1]
     assert hb[5].group_keys["figure_id"] == "1" and hb[5].group_keys["set_id"] == "1"
 
-    monkeypatch.setattr(stvqa_benchmark, "USE_DATAGEN_STVQA", False)  # the built-in STVQA-7K reader
     st = load_benchmark("stvqa", fx.stvqa(tmp_path))
     assert [r.answer for r in st] == ["B", "A"] and st[1].ground_truth.endswith("<answer>(A) dog</answer>")
 

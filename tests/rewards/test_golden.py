@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rewards import spatial, template
+from rewards import template, truth
 from rewards.spatial import RewardConfig, compute_reward, score_batch
 
 GOLDEN = Path(__file__).resolve().parents[2].parent / "shared" / "golden" / "reward_official_sample.jsonl"
@@ -108,6 +108,6 @@ def test_golden_same_with_the_standard_library_json(golden, monkeypatch):
     rows, results = golden
     monkeypatch.setattr(template, "_fast_loads", json.loads)
     monkeypatch.setattr(template, "_FAST_ERRORS", (ValueError, RecursionError))
-    monkeypatch.setattr(spatial, "_GT_CACHE", {})
+    monkeypatch.setattr(truth, "GT_CACHE", {})
     stdlib = score_batch([(r["response"], r["ground_truth"], r["image_size"]) for r in rows])
     assert stdlib == results

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment as scipy_lsa
 
-from rewards.kernels import MODE_PAPER, MODE_STRICT, ciou01, linear_sum_assignment, pairwise_ciou01, spatial_batch
-from rewards.kernels import warmup as kernels_warmup
+from rewards.fast.kernels import MODE_PAPER, MODE_STRICT, ciou01, linear_sum_assignment, pairwise_ciou01, spatial_batch
+from rewards.fast.kernels import warmup as kernels_warmup
 from tests.rewards.helpers import ref_ciou01
 
 

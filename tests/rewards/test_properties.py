@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rewards.spatial import RewardConfig, compute_reward, perfect_response, score_batch
+from rewards.spatial import INTERNAL_ERROR, RewardConfig, compute_reward, perfect_response, score_batch
 from tests.rewards.helpers import GT, SIZE, make_gt, respond
 
 CONFIGS = [
@@ -44,6 +44,7 @@ def check(r, cfg):
     for k in ("total", "format", "count", "accuracy", "spatial"):
         assert isinstance(d[k], float) and math.isfinite(d[k]), d
     assert isinstance(r.error, str)
+    assert not r.error.startswith(INTERNAL_ERROR), r.error  # the scorer failed: a bug, not a score
     assert 0.0 <= r.total <= 1.0 + 1e-9
     assert r.format in (0.0, 1.0) and r.accuracy in (0.0, 1.0)
     assert 0.0 <= r.spatial <= 1.0 and 0.0 <= r.count <= 1.0 + 1e-9
@@ -100,7 +101,10 @@ def test_arbitrary_ground_truth_scene_and_size(scene, size, answer):
 @given(st.lists(st.tuples(st.text(max_size=60), st.sampled_from([GT, make_gt(relations=[]), "junk"])), max_size=12))
 def test_batches_agree_with_single_calls(pairs):
     items = [(t if k % 2 else PERFECT[: len(t) * 7], g, SIZE) for k, (t, g) in enumerate(pairs)]
-    assert score_batch(items) == [compute_reward(*it) for it in items]
+    rows = score_batch(items)
+    assert rows == [compute_reward(*it) for it in items]
+    for r in rows:
+        check(r, CONFIGS[0])
 
 
 @pytest.mark.parametrize("bad", [None, 42, b"bytes", ["list"], float("nan"), {"response": 1}])

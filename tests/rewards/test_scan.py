@@ -1,4 +1,4 @@
-"""The Numba reader (rewards.scan) against the Python rules: the same rows, bit for bit, on mutated responses."""
+"""The Numba reader (rewards.fast.scan) against the Python rules: the same rows, bit for bit, on mutated responses."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import re
 import numpy as np
 import pytest
 
-from rewards import spatial
-from rewards.scan import _number
+from rewards.fast.scan import _number
+from rewards.presets import spatialthinker
 from rewards.similarity import get_similarity
 from rewards.spatial import RewardConfig, parse_ground_truth, perfect_response, score_rows
 from tests.rewards.helpers import GT, SIZE, respond
@@ -107,15 +107,15 @@ def _responses(rng: random.Random, gts: list, n: int) -> list[tuple]:
 def _python_rows(items: list, cfg: RewardConfig) -> list:
     out: list = [None] * len(items)
     ready = [(k, r, parse_ground_truth(g), s) for k, (r, g, s) in enumerate(items)]
-    spatial._score_paper_python(out, ready, cfg, get_similarity("exact"))
+    spatialthinker._score_paper_python(out, ready, cfg, get_similarity("exact"))
     return out
 
 
 def _fast_rows(items: list, cfg: RewardConfig) -> tuple[list, int]:
     out: list = [None] * len(items)
     ready = [(k, r, parse_ground_truth(g), s) for k, (r, g, s) in enumerate(items)]
-    rest = spatial._score_paper_fast(out, ready, cfg)
-    spatial._score_paper_python(out, rest, cfg, get_similarity("exact"))
+    rest = spatialthinker._score_paper_fast(out, ready, cfg)
+    spatialthinker._score_paper_python(out, rest, cfg, get_similarity("exact"))
     return out, len(items) - len(rest)
 
 

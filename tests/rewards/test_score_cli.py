@@ -195,6 +195,9 @@ def test_fast_cli_path_matches_the_python_path_byte_for_byte():
         assert got == expected
         assert summary["errors"] == errors and summary["lines"] == sum(x is not None for x in outputs)
         assert summary["mean_total"] == pytest.approx(total / summary["lines"], rel=1e-12)
+        # both paths ran: the common lines (about a fifth here: most variants are other shapes or errors) were read
+        # and scored by the Numba reader, the rest by the Python path
+        assert 0.15 * summary["lines"] < summary["fast"] < 0.9 * summary["lines"], summary
 
 
 def test_fast_cli_path_writes_tiny_scores_as_repr_does():

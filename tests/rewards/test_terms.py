@@ -12,7 +12,7 @@ from dataclasses import fields
 import numpy as np
 import pytest
 
-from rewards import spatial
+from rewards.presets import spatialthinker
 from rewards.spatial import (
     RewardBreakdown,
     RewardConfig,
@@ -414,8 +414,8 @@ def test_internal_errors_are_contained(monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(spatial, "check_response", boom)
-    monkeypatch.setattr(spatial, "paper_batch", boom)  # the Numba reader of the common response
+    monkeypatch.setattr(spatialthinker, "check_response", boom)
+    monkeypatch.setattr(spatialthinker, "paper_batch", boom)  # the Numba reader of the common response
     r = compute_reward(respond(), GT, SIZE)
     assert r.total == 0.0 and "kaboom" in r.error and is_sample_error(r.error)
     rows = score_batch([(respond(), GT, SIZE)] * 3)

@@ -9,7 +9,8 @@
 * :func:`spatial_batch` scores many responses in one call: the Python side passes flat arrays (boxes, name codes,
   offsets) so there is one Numba dispatch per batch, not one per response.
 
-``cache=True`` keeps the compiled code between processes; :func:`warmup` compiles (or loads) everything once.
+``cache=True`` keeps the compiled code between processes; :func:`warmup` compiles (or loads) these kernels once
+(:func:`rewards.spatial.warmup` also compiles the reader of :mod:`rewards.fast.scan` through its caller).
 """
 
 from __future__ import annotations
@@ -19,17 +20,20 @@ import math
 import numpy as np
 from numba import njit
 
-EPS = 1e-7
-"""The paper's epsilon in the union, in ``c^2`` and under the heights (recipe section 2)."""
+from rewards.constants import EPS, MODE_PAPER, MODE_STRICT, PAD_COST
 
-PAD_COST = 1e5
-"""Cost of the dummy rows the paper's code adds when there are fewer predicted than ground-truth objects."""
-
-MODE_PAPER = 0
-"""Spatial rule of the paper: every matched ground-truth object earns its CIoU01, divided by the GT count."""
-
-MODE_STRICT = 1
-"""Spatial rule of the project's strict preset: only label-matched pairs earn CIoU01, divided by max(n_pred, n_gt)."""
+__all__ = [
+    "EPS",
+    "MODE_PAPER",
+    "MODE_STRICT",
+    "PAD_COST",
+    "boxes_valid",
+    "ciou01",
+    "linear_sum_assignment",
+    "pairwise_ciou01",
+    "spatial_batch",
+    "warmup",
+]
 
 _FOUR_OVER_PI2 = 4.0 / (math.pi**2)
 
@@ -370,8 +374,3 @@ def warmup() -> None:
     )
     linear_sum_assignment(np.ones((3, 2)))
     pairwise_ciou01(boxes, boxes)
-    # the Numba reader of rewards.scan, through its caller so the argument types are the ones batches use
-    from rewards.spatial import perfect_response, score_rows  # noqa: PLC0415 - rewards.spatial imports this module
-
-    gt = '<scene>{"objects": [{"id": "cup.1", "bbox": [1, 2, 30, 40]}]}</scene>\n<answer>(A) x</answer>'
-    score_rows([(perfect_response(gt), gt, [64, 48])])

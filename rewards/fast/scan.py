@@ -5,9 +5,10 @@ similarity in one call: tag scan, scene JSON, id and box checks, answer, count a
 shape models write almost always -- the eight tags once each in template order, a scene ``{"objects": [{"id",
 "bbox"}...], "relationships": [{"subject", "predicate", "object"}...]}`` whose strings have no escapes, boxes of
 plain JSON numbers that are valid corners -- and hands every other response back (``status`` 1) to the Python
-reading in :mod:`rewards.template`, which owns the rules and their error texts. So the fast path only has to agree
-with that reading on what it accepts, and ``tests/rewards/test_scan.py`` checks that it does, bit for bit, on
-mutated responses.
+reading of :mod:`rewards.presets.spatialthinker` (:mod:`rewards.template`), which owns the rules and their error
+texts. So the fast path only has to agree with that reading on what it accepts, and ``tests/rewards/test_scan.py``
+checks that it does, bit for bit, on mutated responses. The count, gating and total formulas are the compiled ones
+of :mod:`rewards.fast.terms`, which the Python reading calls too.
 
 Numbers are read with Clinger's exact fast path (at most 15 significant digits, a power of ten up to 1e22), which
 rounds as ``float()`` does; longer or larger numbers go back to Python.
@@ -21,18 +22,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from rewards.kernels import MODE_PAPER, spatial_batch
-
-OK = 0
-"""``status`` of a response scored here."""
-
-FALLBACK = 1
-"""``status`` of a response this reader does not take (the caller scores it with the Python rules)."""
+from rewards.constants import MODE_PAPER, PAD
+from rewards.constants import SCAN_FALLBACK as FALLBACK
+from rewards.constants import SCAN_OK as OK
+from rewards.fast.kernels import spatial_batch
+from rewards.fast.terms import paper_count, paper_total, spatial_wanted, with_spatial
 
 _POW10 = np.array([10.0**i for i in range(23)])  # exactly representable: 1e0 .. 1e22
-
-PAD = 16
-"""Zero bytes every text buffer carries after its end: the kernels read it 8 bytes at a time."""
 
 _U = np.uint64
 _ONES = _U(0x0101010101010101)
@@ -594,16 +590,12 @@ def paper_batch(
                     code = gcodes[g0 + j]
                     break
             pcodes[rows + i] = code
-        c = 0.0
-        if has_objects:
-            c = max(0.0, 1 - abs(n - m) / (m if m else 1))
-            if g_nrel[g]:
-                c = c * lo + max(0.0, 1 - abs(n_rel - g_nrel[g]) / g_nrel[g]) * lr
+        c = paper_count(has_objects, n, m, n_rel, g_nrel[g], lo, lr)
         status[k] = OK
         count[k] = c
         acc[k] = a
-        total[k] = wf * 1.0 + wc * c + wa * a
-        need[k] = a == 1.0 or not gate_spatial
+        total[k] = paper_total(1.0, c, a, wf, wc, wa)
+        need[k] = spatial_wanted(a, gate_spatial)
         goff[k] = g0
         gcount[k] = m
         rows += n
@@ -628,7 +620,7 @@ def paper_batch(
         if status[k] == OK and need[k]:
             s = min(max(s_values[k], 0.0), 1.0)
             spatial[k] = s
-            total[k] += ws * s * (acc[k] if gate_spatial else 1.0)
+            total[k] = with_spatial(total[k], s, acc[k], ws, gate_spatial)
     return status, total, count, acc, spatial
 
 
