@@ -31,6 +31,16 @@ def _non_negative(section: str, obj, *names: str) -> None:
         )
 
 
+def _check_count(section: str, obj, *names: str) -> None:
+    """Integers >= 0 (0 switches the feature off)."""
+    for name in names:
+        v = getattr(obj, name)
+        _check(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+            f"{section}.{name} must be an integer >= 0, got {v!r}",
+        )
+
+
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -245,6 +255,17 @@ class LearnerSettings:
     offload_optimizer: bool = False
     """ZeRO: keep optimizer state in CPU memory."""
 
+    max_tokens_per_micro_batch: int = 0
+    """Token-budget micro-batches: the sequences of a mini-batch are packed by length (first-fit decreasing) into
+    forward/backward passes of at most this many padded tokens (prompt + response, image tokens included); a longer
+    sequence gets a pass of its own, with a warning. 0: fixed count, ``micro_batch_size`` sequences per pass. Either
+    way the loss is normalised by the whole mini-batch's token or sequence count."""
+
+    logprob_chunk_tokens: int = 512
+    """Response tokens projected onto the vocabulary and log-softmaxed at a time (``actors.policy.token_logprobs``);
+    at Qwen2.5-VL's 151,936-token vocabulary one float32 chunk of 512 is 311 MB. 0: the full-vocabulary path
+    (float32 logits at every position; for comparison only)."""
+
     num_cpus: float = 0.5
     """Ray CPUs per rank."""
 
@@ -268,6 +289,7 @@ class LearnerSettings:
             )
         _positive("learner", self, "lr", "grad_clip", "adam_eps")
         _non_negative("learner", self, "weight_decay", "num_cpus", "num_gpus", "param_persistence_threshold")
+        _check_count("learner", self, "logprob_chunk_tokens", "max_tokens_per_micro_batch")
         for name in ("beta1", "beta2"):
             v = getattr(self, name)
             _check(0 <= v < 1, f"learner.{name} must be in [0, 1), got {v!r}")
@@ -279,6 +301,13 @@ class ReferenceSettings:
 
     micro_batch_size: int = 8
     """Sequences per forward pass."""
+
+    max_tokens_per_micro_batch: int = 0
+    """Token-budget passes as ``learner.max_tokens_per_micro_batch`` (within one prompt group); 0: fixed count,
+    ``micro_batch_size`` sequences per pass."""
+
+    logprob_chunk_tokens: int = 512
+    """Response tokens log-softmaxed at a time, as ``learner.logprob_chunk_tokens``."""
 
     num_cpus: float = 0.25
     """Ray CPUs."""
@@ -301,6 +330,7 @@ class ReferenceSettings:
                 f"reference.{name} must be an integer >= 1, got {v!r}",
             )
         _non_negative("reference", self, "num_cpus", "num_gpus")
+        _check_count("reference", self, "logprob_chunk_tokens", "max_tokens_per_micro_batch")
 
 
 @dataclass
