@@ -83,8 +83,11 @@ class PrepareInfo:
     """Tokens the sum covers."""
 
 
-def deepspeed_config(settings: LearnerSettings, world_size: int, grad_accum: int, dtype: str) -> dict:
-    """The DeepSpeed config of a learner rank."""
+def deepspeed_config(
+    settings: LearnerSettings, world_size: int, grad_accum: int, dtype: str, device: str = "cpu"
+) -> dict:
+    """The DeepSpeed config of a learner rank. ``gradient_accumulation_steps`` only satisfies DeepSpeed's batch-size
+    check: ``update`` marks each mini-batch's last micro-batch as the accumulation boundary itself."""
     config = {
         "train_micro_batch_size_per_gpu": settings.micro_batch_size,
         "gradient_accumulation_steps": grad_accum,
@@ -92,7 +95,7 @@ def deepspeed_config(settings: LearnerSettings, world_size: int, grad_accum: int
         "gradient_clipping": settings.grad_clip,
         "zero_optimization": {
             "stage": settings.zero_stage,
-            "overlap_comm": False,
+            "overlap_comm": settings.overlap_comm,
             "contiguous_gradients": True,
             "stage3_gather_16bit_weights_on_model_save": True,
             "stage3_param_persistence_threshold": settings.param_persistence_threshold,
@@ -103,8 +106,10 @@ def deepspeed_config(settings: LearnerSettings, world_size: int, grad_accum: int
     }
     if dtype == "bfloat16":
         config["bf16"] = {"enabled": True}
+        config["data_types"] = {"grad_accum_dtype": settings.grad_accum_dtype}
     if settings.offload_optimizer:
-        config["zero_optimization"]["offload_optimizer"] = {"device": "cpu"}
+        # pinned host memory makes the optimizer-state copies asynchronous; there is nothing to pin without a GPU
+        config["zero_optimization"]["offload_optimizer"] = {"device": "cpu", "pin_memory": device == "cuda"}
     return config
 
 
@@ -163,11 +168,19 @@ class LearnerWorker:
         self.plan = plan
         encoder = PromptEncoder(self.model_path)
         self.pad_id, self.blocked = encoder.pad_token_id, encoder.forbidden_ids
-        model = load_policy(self.model_path, "float32")  # bf16 is DeepSpeed's job (mixed precision)
-        if self.settings.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
         s = self.settings
         self.grad_accum = max(1, math.ceil(plan.sequences_per_update / s.micro_batch_size))
+        config = deepspeed_config(s, self.world_size, self.grad_accum, self.dtype, self.device)
+        if s.zero_stage == 3 and s.zero_init:
+            from transformers.integrations import HfDeepSpeedConfig
+
+            # transformers keeps only a weak reference: while this object lives, from_pretrained builds the model
+            # under deepspeed.zero.Init and loads each rank's partition
+            self.hf_deepspeed_config = HfDeepSpeedConfig(config)
+        # straight in the training dtype (DeepSpeed keeps fp32 master weights in the optimizer for bf16)
+        model = load_policy(self.model_path, self.dtype)
+        if s.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
         optimizer = torch.optim.AdamW(
             [p for p in model.parameters() if p.requires_grad],
             lr=s.lr,
@@ -175,7 +188,6 @@ class LearnerWorker:
             eps=s.adam_eps,
             weight_decay=s.weight_decay,
         )
-        config = deepspeed_config(s, self.world_size, self.grad_accum, self.dtype)
         self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
         n_params = sum(getattr(p, "ds_numel", p.numel()) for p in self.engine.module.parameters())
         return {"rank": self.rank, "params": int(n_params), "backend": backend, "zero_stage": s.zero_stage}

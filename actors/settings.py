@@ -255,6 +255,20 @@ class LearnerSettings:
     offload_optimizer: bool = False
     """ZeRO: keep optimizer state in CPU memory."""
 
+    grad_accum_dtype: str = "fp32"
+    """bf16 training: dtype DeepSpeed accumulates gradients in across micro-batches (``data_types.grad_accum_dtype``):
+    fp32 | bf16. bf16 rounds every partial sum to 8 mantissa bits, over hundreds of micro-batches per optimizer
+    step at the paper's shapes; fp32 costs 2 bytes per parameter / ranks more memory."""
+
+    overlap_comm: bool = False
+    """ZeRO: overlap gradient reduction with the backward pass (DeepSpeed's stage-3 default; GPU presets turn it on;
+    it needs reduce buckets of ``reduce_bucket_size`` elements in flight)."""
+
+    zero_init: bool = True
+    """ZeRO-3: build the model under ``deepspeed.zero.Init`` (through transformers' ``HfDeepSpeedConfig``), so each
+    rank only ever holds its partition instead of the whole model first. The model is loaded in the training dtype
+    either way."""
+
     max_tokens_per_micro_batch: int = 0
     """Token-budget micro-batches: the sequences of a mini-batch are packed by length (first-fit decreasing) into
     forward/backward passes of at most this many padded tokens (prompt + response, image tokens included); a longer
@@ -290,6 +304,10 @@ class LearnerSettings:
         _positive("learner", self, "lr", "grad_clip", "adam_eps")
         _non_negative("learner", self, "weight_decay", "num_cpus", "num_gpus", "param_persistence_threshold")
         _check_count("learner", self, "logprob_chunk_tokens", "max_tokens_per_micro_batch")
+        _check(
+            self.grad_accum_dtype in ("fp32", "bf16"),
+            f"learner.grad_accum_dtype must be fp32 or bf16, got {self.grad_accum_dtype!r}",
+        )
         for name in ("beta1", "beta2"):
             v = getattr(self, name)
             _check(0 <= v < 1, f"learner.{name} must be in [0, 1), got {v!r}")

@@ -6,6 +6,7 @@ import torch
 
 from actors.grpo import LossSettings
 from actors.learner import BatchPlan, LearnerGroup, ReferencePolicy
+from actors.model import load_policy
 from actors.records import GroupLogprobs
 from actors.reward_worker import RewardWorker
 from actors.settings import LearnerSettings, ReferenceSettings, RolloutSettings
@@ -57,6 +58,9 @@ def test_zero3_partitions_and_trains_in_minibatches(ray_local, learner_group, gr
     assert isinstance(ray.get(ref_refs[0]), GroupLogprobs)
 
     before = ray.get(learner_group.weights())
+    # built under deepspeed.zero.Init, each rank loaded its partition of the checkpoint (not a fresh init)
+    checkpoint = load_policy(tiny_model, "float32").state_dict()
+    assert set(before) == set(checkpoint) and all(torch.equal(before[k], checkpoint[k]) for k in checkpoint)
     info = learner_group.prepare(group_refs, ref_refs, use_engine_logprobs=False)
     assert len(info.sequence_kl) == 4
     stats = learner_group.update([[1.0, -1.0], [0.5, -0.5], [-1.0, 1.0], [0.0, 0.0]])
