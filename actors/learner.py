@@ -110,6 +110,9 @@ def deepspeed_config(
     if settings.offload_optimizer:
         # pinned host memory makes the optimizer-state copies asynchronous; there is nothing to pin without a GPU
         config["zero_optimization"]["offload_optimizer"] = {"device": "cpu", "pin_memory": device == "cuda"}
+        # the step runs torch's AdamW on the host copies (DeepSpeed refuses a client optimizer with offload unless
+        # told; its own DeepSpeedCPUAdam would need a C++ extension built on every node)
+        config["zero_force_ds_cpu_optimizer"] = False
     return config
 
 

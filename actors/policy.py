@@ -93,7 +93,8 @@ class ChunkedTokenLogprobs(torch.autograd.Function):
         for lo in range(0, hidden.shape[0], chunk):
             logits = _chunk_logits(hidden[lo : lo + chunk], weight, temperature, blocked)
             picked = logits.gather(-1, target[lo : lo + chunk, None]).squeeze(-1)
-            out[lo : lo + chunk] = picked - torch.logsumexp(logits, dim=-1)
+            top, total = _exp_shifted_(logits)
+            out[lo : lo + chunk] = picked - top.squeeze(-1) - total.log().squeeze(-1)
         ctx.save_for_backward(hidden, weight, target)
         ctx.temperature, ctx.blocked, ctx.chunk = temperature, blocked, chunk
         return out
@@ -108,7 +109,7 @@ class ChunkedTokenLogprobs(torch.autograd.Function):
             h = hidden[lo : lo + ctx.chunk]
             logits = _chunk_logits(h, weight, ctx.temperature, ctx.blocked)
             # softmax in place, then d logp / d logits = (onehot - p) / T, scaled by the incoming gradient
-            probs = logits.sub_(torch.logsumexp(logits, dim=-1, keepdim=True)).exp_()
+            probs = logits.div_(_exp_shifted_(logits)[1])
             g = grad_out[lo : lo + ctx.chunk].to(logits.dtype)
             grad_logits = probs.mul_(-(g / ctx.temperature)[:, None])
             grad_logits.scatter_add_(-1, target[lo : lo + ctx.chunk, None], (g / ctx.temperature)[:, None])
@@ -118,6 +119,14 @@ class ChunkedTokenLogprobs(torch.autograd.Function):
             if need_weight:
                 grad_weight.addmm_(grad_logits.t(), h.to(weight.dtype))
         return grad_hidden, grad_weight, None, None, None, None
+
+
+def _exp_shifted_(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """In place, ``logits`` [C, V] -> ``exp(logits - max)``; returns ``(max, sum)`` [C, 1], so the log-sum-exp is
+    ``max + log(sum)``. No [C, V] temporary (``torch.logsumexp`` makes one)."""
+    top = logits.amax(-1, keepdim=True)
+    total = logits.sub_(top).exp_().sum(-1, keepdim=True)
+    return top, total
 
 
 def _logit_dtype(weight: torch.Tensor) -> torch.dtype:
