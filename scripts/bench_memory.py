@@ -14,10 +14,11 @@ gradients and its inputs: activations, logits and temporaries. The embedding (ti
 these measurement models) is frozen, so its [V, H] gradient does not count; parameter gradients are part of the
 model's static terms instead.
 
-- ``head``: log-probs of 2,048 response positions of one 8,192-token sequence from given final hidden states,
-  forward + backward, chunked (``actors.policy.chunked_logprobs``) and the former full-vocabulary path (measured at
-  shorter lengths, it needs ~4 float32 copies of [tokens x V]; it grows linearly in tokens, so the 8,192-token value
-  is extrapolated and marked so).
+- ``head``: log-probs of 1,024 response positions of one 8,192-token sequence from given final hidden states,
+  forward + backward (the output projection frozen, as in the other cases), chunked
+  (``actors.policy.chunked_logprobs``) and the former full-vocabulary path (measured at 128 and 256 positions: it
+  needs several float32 copies of [tokens x V] and grows linearly in tokens, so its 8,191-position value is
+  extrapolated and marked so).
 - ``learner``: one micro-step (forward, GRPO loss, backward) with gradient checkpointing, at two depths, chunked
   and full-vocabulary; ``reference``: one forward pass, at two depths.
 - ``throughput``: one mini-batch of 8 sequences with STVQA-like lengths (prompt = image tokens + 120 text tokens,
@@ -54,6 +55,8 @@ SIZES = {
     # Qwen2.5-VL-3B/7B-Instruct config.json: text width, depth, heads, KV heads, MLP width, vocabulary, tying
     "3b": dict(hidden=2048, layers=36, heads=16, kv_heads=2, intermediate=11008, vocab=151936, tied=True),
     "7b": dict(hidden=3584, layers=28, heads=28, kv_heads=4, intermediate=18944, vocab=152064, tied=False),
+    # smoke runs of scripts/gpu_check.py and its test only (one head of 128, as M-RoPE's sections need)
+    "tiny": dict(hidden=128, layers=2, heads=1, kv_heads=1, intermediate=256, vocab=151936, tied=True),
 }
 VISION = dict(hidden_size=1280, depth=32, num_heads=16, intermediate_size=3420, patch_size=14, window_size=112)
 IMAGE_TOKEN, VISION_START, VISION_END = 151655, 151652, 151653
@@ -85,8 +88,8 @@ def qwen_config(size: str, layers: int | None = None, vision_layers: int | None 
     )
     vdepth = VISION["depth"] if vision_layers is None else vision_layers
     vision = dict(VISION, depth=vdepth, out_hidden_size=s["hidden"], fullatt_block_indexes=[vdepth - 1])
-    if vision_layers is None:
-        vision["fullatt_block_indexes"] = [7, 15, 23, 31]
+    if vdepth == VISION["depth"]:
+        vision["fullatt_block_indexes"] = [7, 15, 23, 31]  # the real tower: window attention elsewhere
     config = Qwen2_5_VLConfig(
         text_config=text,
         vision_config=vision,
@@ -181,7 +184,8 @@ def run_case(case: dict) -> dict:
         s = SIZES[case["size"]]
         n, total = case["response"], case["tokens"]
         hidden_all = torch.randn(total, s["hidden"], dtype=dtype, device=device, requires_grad=True)
-        weight = (torch.randn(s["vocab"], s["hidden"], dtype=dtype, device=device) * 0.02).requires_grad_(True)
+        # frozen: its [V, H] gradient is a parameter gradient (the model's static terms count it), not a log-prob cost
+        weight = torch.randn(s["vocab"], s["hidden"], dtype=dtype, device=device) * 0.02
         target = torch.randint(0, 150000, (n,), device=device)
         base = peak_reset()
         start = time.perf_counter()
@@ -194,8 +198,7 @@ def run_case(case: dict) -> dict:
             del logits
         logp.sum().backward()
         seconds = time.perf_counter() - start
-        # the [V, H] weight gradient is a parameter gradient (the model's static terms count it), not a log-prob cost
-        return {"peak": peak() - base - weight.numel() * weight.element_size(), "seconds": seconds}
+        return {"peak": peak() - base, "seconds": seconds}
 
     from transformers import Qwen2_5_VLForConditionalGeneration
 
@@ -203,7 +206,10 @@ def run_case(case: dict) -> dict:
     from actors.policy import plan_micro_batches, repad, sequence_length, token_logprobs
 
     config = qwen_config(case["size"], case["layers"], case["vision_layers"], tie=True)
-    model = Qwen2_5_VLForConditionalGeneration(config).to(device=device, dtype=dtype)
+    torch.set_default_dtype(dtype)
+    with torch.device(device):  # built where it runs, in its dtype: no float32 copy of a 3B model on the host
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    torch.set_default_dtype(torch.float32)
     model.model.language_model.embed_tokens.weight.requires_grad_(False)  # tied to lm_head: see the docstring
     learner = case["role"] in ("learner", "throughput")
     if learner:
@@ -269,12 +275,14 @@ THROUGHPUT = dict(
     text=60,
 )
 HEAD_TOKENS, HEAD_RESPONSE, HEAD_FULL = 8192, 1024, (128, 256)
+CHUNK = 512
+"""learner/reference.logprob_chunk_tokens of every measured chunked case and of the presets."""
 
 
 def measurement_cases(sizes: tuple[str, ...]) -> list[tuple[str, dict]]:
     cases = []
     for size in sizes:
-        head = dict(role="head", size=size, tokens=HEAD_TOKENS, response=HEAD_RESPONSE, chunk=512)
+        head = dict(role="head", size=size, tokens=HEAD_TOKENS, response=HEAD_RESPONSE, chunk=CHUNK)
         cases.append((f"{size} head chunked {HEAD_TOKENS}/{HEAD_RESPONSE}", head))
         for n in HEAD_FULL:
             cases.append(
@@ -285,12 +293,12 @@ def measurement_cases(sizes: tuple[str, ...]) -> list[tuple[str, dict]]:
                 name = f"{size} learner L{depth} {'chunked' if chunk else 'full-vocab'}"
                 spec = dict(role="learner", size=size, layers=depth, vision_layers=depth, chunk=chunk)
                 cases.append((name, dict(spec, **MEASURE)))
-            spec = dict(role="reference", size=size, layers=depth, vision_layers=depth, chunk=512)
+            spec = dict(role="reference", size=size, layers=depth, vision_layers=depth, chunk=CHUNK)
             cases.append((f"{size} reference L{depth}", dict(spec, **MEASURE)))
         # checks of the model: a depth and a length it was not fitted on
-        spec = dict(role="learner", size=size, layers=3, vision_layers=3, chunk=512)
+        spec = dict(role="learner", size=size, layers=3, vision_layers=3, chunk=CHUNK)
         cases.append((f"{size} learner L3 chunked", dict(spec, **MEASURE)))
-        spec = dict(role="learner", size=size, layers=1, vision_layers=1, chunk=512)
+        spec = dict(role="learner", size=size, layers=1, vision_layers=1, chunk=CHUNK)
         cases.append((f"{size} learner L1 chunked long", dict(spec, **LONG)))
     if "3b" in sizes:
         t = THROUGHPUT
@@ -309,48 +317,88 @@ def fit_line(x: list[float], y: list[float]) -> tuple[float, float]:
 
 
 def derive(results: dict) -> dict:
-    """Per-size coefficients of the memory model from the measured cases (float32 CPU bytes)."""
+    """Per-size coefficients of the memory model from the measured cases (float32 CPU bytes).
+
+    Learner activations = ``constant + tokens x (per_token + per_token_layer x layers) + head``: ``head`` from the
+    log-prob case (bytes per chunk position x min(response tokens, chunk)), ``per_token_layer`` from depths 1 and 2,
+    ``per_token`` and ``constant`` from two lengths at depth 1 (the constant is allocator arenas and workspaces).
+    Depth 3 is left for checking the model."""
     out = {}
-    t_m = MEASURE["prompt"] + MEASURE["response"]  # tokens of one measured micro-batch
+    t_m, t_l = MEASURE["prompt"] + MEASURE["response"], LONG["prompt"] + LONG["response"]
     for size in SIZES:
         r = {k[len(size) + 1 :]: v for k, v in results.items() if k.startswith(size + " ")}
-        if "learner L1 chunked" not in r:
+        needed = ("learner L1 chunked", "learner L2 chunked", "learner L1 chunked long", "reference L2")
+        if not all(k in r for k in needed):
             continue
-        head = r[f"head chunked {HEAD_TOKENS}/{HEAD_RESPONSE}"]["peak"]
-        a, b = fit_line([1, 2], [r["learner L1 chunked"]["peak"], r["learner L2 chunked"]["peak"]])
+        # the chunked log-probs hold [min(response tokens, chunk), V] float32 slices: bytes per chunk position
+        head = r[f"head chunked {HEAD_TOKENS}/{HEAD_RESPONSE}"]["peak"] / min(HEAD_RESPONSE, CHUNK)
+        y1 = r["learner L1 chunked"]["peak"] - head * min(MEASURE["response"], CHUNK)
+        y2 = r["learner L2 chunked"]["peak"] - head * min(MEASURE["response"], CHUNK)
+        y1_long = r["learner L1 chunked long"]["peak"] - head * min(LONG["response"], CHUNK)
+        per_token_l1 = (y1_long - y1) / (t_l - t_m)
+        per_token_layer = (y2 - y1) / t_m
         ra, rb = fit_line([1, 2], [r["reference L1"]["peak"], r["reference L2"]["peak"]])
         full_a, _ = fit_line([1, 2], [r["learner L1 full-vocab"]["peak"], r["learner L2 full-vocab"]["peak"]])
+        chunked_a, _ = fit_line([1, 2], [r["learner L1 chunked"]["peak"], r["learner L2 chunked"]["peak"]])
+        seconds = r["learner L2 chunked"]["seconds"] - r["learner L1 chunked"]["seconds"]
         out[size] = {
-            "head_chunk_bytes": head,
-            "learner_per_token": max(a - head, 0.0) / t_m,
-            "learner_per_token_layer": b / t_m,
+            "head_bytes_per_chunk_position": head,
+            "learner_constant": y1 - per_token_l1 * t_m,
+            "learner_per_token": per_token_l1 - per_token_layer,
+            "learner_per_token_layer": per_token_layer,
             "reference_per_token": max(ra, 0.0) / t_m,
             "reference_per_token_layer": max(rb, 0.0) / t_m,
-            "full_vocab_extra_per_token": max(full_a - a, 0.0) / t_m,
-            "seconds_per_token_layer": (r["learner L2 chunked"]["seconds"] - r["learner L1 chunked"]["seconds"]) / t_m,
+            "full_vocab_extra_per_token": max(full_a - chunked_a, 0.0) / t_m,
+            "seconds_per_token_layer": seconds / t_m,
         }
     return out
 
 
-def activation_bytes(c: dict, role: str, layers: int, tokens: int, scale: float, chunked: bool = True) -> float:
-    """Activation peak of one micro-batch of ``tokens`` at ``layers``, ``scale`` = bytes per element / 4."""
+def width_factor(size: str, measured: str) -> float:
+    """Activation bytes per token of ``size`` relative to ``measured``: layer inputs and attention scale with the
+    text width, the MLP's temporaries with its width; their sum is the ratio used."""
+    a, b = SIZES[size], SIZES[measured]
+    return (a["hidden"] + a["intermediate"]) / (b["hidden"] + b["intermediate"])
+
+
+def with_unmeasured_sizes(coefficients: dict) -> dict:
+    """A size without measurements gets the 3B coefficients scaled by :func:`width_factor` (marked ``scaled_from``);
+    the log-prob chunk depends on the vocabulary, which the two share to 0.1%."""
+    out = dict(coefficients)
+    if "3b" in coefficients and "7b" not in coefficients:
+        f = width_factor("7b", "3b")
+        c = coefficients["3b"]
+        keep = ("head_bytes_per_chunk_position", "learner_constant")
+        out["7b"] = {k: (v if k in keep else v * f) for k, v in c.items()} | {"scaled_from": "3b"}
+    return out
+
+
+def activation_bytes(
+    c: dict, role: str, layers: int, tokens: int, scale: float, chunked: bool = True, response: int = CHUNK
+) -> float:
+    """Activation peak of one micro-batch of ``tokens`` (``response`` of them response tokens) at ``layers``,
+    ``scale`` = bytes per element / 4 (the log-prob chunks are float32 either way)."""
+    constant = 0.0
     if role == "learner":
         per_token = c["learner_per_token"] + c["learner_per_token_layer"] * layers
+        constant = c["learner_constant"]
     else:
         per_token = c["reference_per_token"] + c["reference_per_token_layer"] * layers
-    extra = 0.0 if chunked else c["full_vocab_extra_per_token"] * tokens
-    return per_token * tokens * scale + c["head_chunk_bytes"] + extra
+    extra = 0.0 if chunked else c["full_vocab_extra_per_token"] * tokens  # float32 logits in either dtype
+    head = c["head_bytes_per_chunk_position"] * min(response, CHUNK)
+    return constant + per_token * tokens * scale + head + extra
 
 
 def check_model(results: dict, coefficients: dict) -> list[tuple[str, float, float]]:
     """(case, measured, predicted) for every measured learner peak the fit did not use."""
     out = []
     for size, c in coefficients.items():
-        for name, layers, lengths in (("learner L3 chunked", 3, MEASURE), ("learner L1 chunked long", 1, LONG)):
+        for name, layers, lengths in (("learner L3 chunked", 3, MEASURE),):
             key = f"{size} {name}"
             if key in results:
                 tokens = lengths["prompt"] + lengths["response"]
-                out.append((key, results[key]["peak"], activation_bytes(c, "learner", layers, tokens, 1.0)))
+                predicted = activation_bytes(c, "learner", layers, tokens, 1.0, True, lengths["response"])
+                out.append((key, results[key]["peak"], predicted))
     return out
 
 
@@ -417,8 +465,10 @@ def preset_table(path: str, coefficients: dict) -> str:
     size = "7b" if "7b" in name else "3b"
     counts = param_counts(size)
     rows = predict(cfg, size, coefficients, counts)
+    basis = coefficients[size].get("scaled_from")
+    basis = f"activations: {basis.upper()} measurements scaled by width" if basis else "activations: measured"
     lines = [
-        f"{path}: Qwen2.5-VL-{size.upper()} ({counts['total'] / 1e9:.2f}e9 parameters), "
+        f"{path}: Qwen2.5-VL-{size.upper()} ({counts['total'] / 1e9:.2f}e9 parameters; {basis}), "
         f"{cfg.learner.num_workers} learner ranks, offload_optimizer={cfg.learner.offload_optimizer}, "
         f"grad_accum_dtype={cfg.learner.grad_accum_dtype}",
         "",
@@ -447,6 +497,11 @@ def preset_table(path: str, coefficients: dict) -> str:
 
 
 # -- main ------------------------------------------------------------------------------------------------------------
+
+
+def load_results() -> dict:
+    """The stored measurements (``--measure --save``)."""
+    return json.loads(COEFFICIENTS.read_text())["results"] if COEFFICIENTS.exists() else {}
 
 
 def measured_table(results: dict) -> str:
@@ -508,8 +563,7 @@ def main() -> None:
     if args.case:
         print(json.dumps(run_case(json.loads(args.case))))
         return
-    stored = json.loads(COEFFICIENTS.read_text()) if COEFFICIENTS.exists() else {"results": {}}
-    results = dict(stored.get("results", {}))
+    results = load_results()
     if args.measure:
         for name, case in measurement_cases(tuple(args.sizes.split(","))):
             if args.only and args.only not in name:
@@ -525,7 +579,7 @@ def main() -> None:
     for path in args.preset:
         if not coefficients:
             raise SystemExit(f"no measurements in {COEFFICIENTS}: run with --measure --save first")
-        print(preset_table(path, coefficients))
+        print(preset_table(path, with_unmeasured_sizes(coefficients)))
         print()
 
 
