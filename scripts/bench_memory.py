@@ -457,10 +457,10 @@ def predict(cfg, size: str, coefficients: dict, counts: dict) -> list[dict]:
     return rows
 
 
-def preset_table(path: str, coefficients: dict) -> str:
+def preset_table(path: str, coefficients: dict, overrides: list[str] | None = None) -> str:
     from cluster.config import load_config
 
-    cfg = load_config(path)
+    cfg = load_config(path, overrides or [])
     name = (cfg.model.path or "").lower()
     size = "7b" if "7b" in name else "3b"
     counts = param_counts(size)
@@ -470,6 +470,7 @@ def preset_table(path: str, coefficients: dict) -> str:
     lines = [
         f"{path}: Qwen2.5-VL-{size.upper()} ({counts['total'] / 1e9:.2f}e9 parameters; {basis}), "
         f"{cfg.learner.num_workers} learner ranks, offload_optimizer={cfg.learner.offload_optimizer}, "
+        f"log-prob chunk {cfg.learner.logprob_chunk_tokens or 'off (full vocabulary)'}, "
         f"grad_accum_dtype={cfg.learner.grad_accum_dtype}",
         "",
         "| role | predicted peak per GPU (GiB) | 80 GB GPU | 141 GB GPU |",
@@ -558,6 +559,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="3b,7b", help="model sizes to measure (comma-separated)")
     parser.add_argument("--only", default="", help="measure only cases whose name contains this")
     parser.add_argument("--save", action="store_true", help=f"store measurements and coefficients in {COEFFICIENTS}")
+    parser.add_argument("--set", action="append", default=[], help="key=value override of the presets (as train.py)")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
@@ -579,7 +581,7 @@ def main() -> None:
     for path in args.preset:
         if not coefficients:
             raise SystemExit(f"no measurements in {COEFFICIENTS}: run with --measure --save first")
-        print(preset_table(path, with_unmeasured_sizes(coefficients)))
+        print(preset_table(path, with_unmeasured_sizes(coefficients), args.set))
         print()
 
 
