@@ -33,7 +33,8 @@ def test_gpu_check_smoke_run_on_cpu():
 def test_presets_leave_headroom_on_80gb(preset):
     from cluster.config import load_config
 
-    coefficients = bench_memory.with_unmeasured_sizes(bench_memory.derive(bench_memory.load_results()))
+    results = bench_memory.load_results()
+    coefficients = bench_memory.with_unmeasured_sizes(bench_memory.derive(results), results)
     cfg = load_config(str(preset))
     size = "7b" if "7b" in cfg.model.path.lower() else "3b"
     rows = bench_memory.predict(cfg, size, coefficients, bench_memory.param_counts(size))
