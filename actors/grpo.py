@@ -32,6 +32,7 @@ __all__ = [
     "KL_ESTIMATORS",
     "KL_INS",
     "LOSS_AGG_MODES",
+    "LossNormalizer",
     "LossSettings",
     "aggregate",
     "canonical_kl_estimator",
@@ -359,7 +360,27 @@ def policy_loss(
 # -- aggregation -------------------------------------------------------------------------------------------------
 
 
-def aggregate(per_token: Tensor, mask: Tensor, mode: str = "token-mean") -> Tensor:
+@dataclass(frozen=True)
+class LossNormalizer:
+    """The denominators of :func:`aggregate` taken from a whole mini-batch, so that a mini-batch split into
+    micro-batches (any number, any sizes) gives the loss and gradient of the unsplit mini-batch as the SUM of its
+    micro-batch losses: ``token-mean`` divides by ``tokens``, the ``seq-mean-*`` modes by ``sequences``. Never the
+    number of micro-batches (which changes with token-budget packing)."""
+
+    tokens: int
+    """Response tokens of the mini-batch."""
+    sequences: int
+    """Sequences of the mini-batch with at least one response token."""
+
+    @classmethod
+    def of(cls, response_lengths: Sequence[int]) -> LossNormalizer:
+        """From the response lengths of every sequence of the mini-batch."""
+        return cls(int(sum(response_lengths)), sum(1 for n in response_lengths if n > 0))
+
+
+def aggregate(
+    per_token: Tensor, mask: Tensor, mode: str = "token-mean", normalizer: LossNormalizer | None = None
+) -> Tensor:
     """Reduce a ``[B, T]`` per-token loss to a scalar over the response tokens (verl ``agg_loss``).
 
     With ``m`` the mask, ``L_i = sum_t m_it`` the response length and S the number of sequences with
@@ -376,10 +397,14 @@ def aggregate(per_token: Tensor, mask: Tensor, mode: str = "token-mean") -> Tens
     leak into the result or its gradient.  With no response token at all the result is 0 (still
     connected to the graph).
 
+    With ``normalizer`` the denominators (``sum_it m_it`` and S) are the whole mini-batch's, and the rows given are
+    one micro-batch of it: the micro-batch results sum to the mini-batch's.
+
     Args:
         per_token: ``[B, T]`` per-token values.
         mask: ``[B, T]`` bool, True on response tokens.
         mode: one of ``LOSS_AGG_MODES``.
+        normalizer: the mini-batch's counts, or None (this batch is the whole mini-batch).
 
     Returns:
         0-dim tensor.
@@ -388,9 +413,14 @@ def aggregate(per_token: Tensor, mask: Tensor, mode: str = "token-mean") -> Tens
     m = mask.bool()
     x = torch.where(m, per_token, torch.zeros_like(per_token))
     if mode == "token-mean":
+        if normalizer is not None:
+            return x.sum() / max(normalizer.tokens, 1)
         return x.sum() / m.sum().clamp_min(1).to(x.dtype)
     lengths = m.sum(dim=-1)  # [B]
-    n_seq = (lengths > 0).sum().clamp_min(1).to(x.dtype)
+    if normalizer is not None:
+        n_seq = torch.tensor(float(max(normalizer.sequences, 1)), dtype=x.dtype, device=x.device)
+    else:
+        n_seq = (lengths > 0).sum().clamp_min(1).to(x.dtype)
     seq = x.sum(dim=-1)  # [B]
     if mode == "seq-mean-token-mean":
         return (seq / lengths.clamp_min(1).to(x.dtype)).sum() / n_seq
@@ -409,6 +439,7 @@ def grpo_loss(
     advantages: Tensor,
     mask: Tensor,
     settings: LossSettings | None = None,
+    normalizer: LossNormalizer | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """GRPO objective to minimise: clipped surrogate (:func:`policy_loss`) + beta * KL, aggregated.
 
@@ -424,6 +455,8 @@ def grpo_loss(
         advantages: ``[B]`` or ``[B, T]``.
         mask: ``[B, T]`` bool, True on response tokens.
         settings: loss settings (defaults: the paper's).
+        normalizer: the whole mini-batch's counts when these rows are one micro-batch of it (see
+            :class:`LossNormalizer`); ``loss``, ``pg_loss`` and ``kl`` are then this micro-batch's share.
 
     Returns:
         ``(loss, stats)``: a 0-dim loss and Python-float stats: those of :func:`policy_loss` plus
@@ -443,9 +476,9 @@ def grpo_loss(
             kl_tok = kl_penalty(logp, ref_logp, s.kl_estimator, s.kl_clamp, mask=m, log_ratio_clamp=s.log_ratio_clamp)
         if kl_in_loss:
             per_token = per_token + s.kl_beta * kl_tok
-        kl_value = float(aggregate(kl_tok.detach(), m, s.loss_agg_mode))
-    loss = aggregate(per_token, m, s.loss_agg_mode)
-    stats["pg_loss"] = float(aggregate(pg_tok.detach(), m, s.loss_agg_mode))
+        kl_value = float(aggregate(kl_tok.detach(), m, s.loss_agg_mode, normalizer))
+    loss = aggregate(per_token, m, s.loss_agg_mode, normalizer)
+    stats["pg_loss"] = float(aggregate(pg_tok.detach(), m, s.loss_agg_mode, normalizer))
     stats["kl"] = kl_value
     stats["loss"] = float(loss.detach())
     return loss, stats

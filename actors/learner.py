@@ -31,7 +31,16 @@ from ray.exceptions import RayActorError
 from actors import grpo
 from actors.common import free_port, node_ip, setup_process
 from actors.model import PromptEncoder, load_policy
-from actors.policy import Sequence, group_logprobs, repad, sequence_logprobs, sequences, token_logprobs
+from actors.policy import (
+    Sequence,
+    group_logprobs,
+    plan_micro_batches,
+    repad,
+    sequence_length,
+    sequence_logprobs,
+    sequences,
+    token_logprobs,
+)
 from actors.records import GroupLogprobs, PromptGroup, UpdateStats
 from actors.settings import LearnerSettings, ReferenceSettings
 
@@ -95,8 +104,11 @@ class PrepareInfo:
     """Tokens the sum covers."""
 
 
-def deepspeed_config(settings: LearnerSettings, world_size: int, grad_accum: int, dtype: str) -> dict:
-    """The DeepSpeed config of a learner rank."""
+def deepspeed_config(
+    settings: LearnerSettings, world_size: int, grad_accum: int, dtype: str, device: str = "cpu"
+) -> dict:
+    """The DeepSpeed config of a learner rank. ``gradient_accumulation_steps`` only satisfies DeepSpeed's batch-size
+    check: ``update`` marks each mini-batch's last micro-batch as the accumulation boundary itself."""
     config = {
         "train_micro_batch_size_per_gpu": settings.micro_batch_size,
         "gradient_accumulation_steps": grad_accum,
@@ -104,7 +116,7 @@ def deepspeed_config(settings: LearnerSettings, world_size: int, grad_accum: int
         "gradient_clipping": settings.grad_clip,
         "zero_optimization": {
             "stage": settings.zero_stage,
-            "overlap_comm": False,
+            "overlap_comm": settings.overlap_comm,
             "contiguous_gradients": True,
             "stage3_gather_16bit_weights_on_model_save": True,
             "stage3_param_persistence_threshold": settings.param_persistence_threshold,
@@ -115,8 +127,13 @@ def deepspeed_config(settings: LearnerSettings, world_size: int, grad_accum: int
     }
     if dtype == "bfloat16":
         config["bf16"] = {"enabled": True}
+        config["data_types"] = {"grad_accum_dtype": settings.grad_accum_dtype}
     if settings.offload_optimizer:
-        config["zero_optimization"]["offload_optimizer"] = {"device": "cpu"}
+        # pinned host memory makes the optimizer-state copies asynchronous; there is nothing to pin without a GPU
+        config["zero_optimization"]["offload_optimizer"] = {"device": "cpu", "pin_memory": device == "cuda"}
+        # the step runs torch's AdamW on the host copies (DeepSpeed refuses a client optimizer with offload unless
+        # told; its own DeepSpeedCPUAdam would need a C++ extension built on every node)
+        config["zero_force_ds_cpu_optimizer"] = False
     return config
 
 
@@ -175,11 +192,19 @@ class LearnerWorker:
         self.plan = plan
         encoder = PromptEncoder(self.model_path)
         self.pad_id, self.blocked = encoder.pad_token_id, encoder.forbidden_ids
-        model = load_policy(self.model_path, "float32")  # bf16 is DeepSpeed's job (mixed precision)
-        if self.settings.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
         s = self.settings
         self.grad_accum = max(1, math.ceil(plan.sequences_per_update / s.micro_batch_size))
+        config = deepspeed_config(s, self.world_size, self.grad_accum, self.dtype, self.device)
+        if s.zero_stage == 3 and s.zero_init:
+            from transformers.integrations import HfDeepSpeedConfig
+
+            # transformers keeps only a weak reference: while this object lives, from_pretrained builds the model
+            # under deepspeed.zero.Init and loads each rank's partition
+            self.hf_deepspeed_config = HfDeepSpeedConfig(config)
+        # straight in the training dtype (DeepSpeed keeps fp32 master weights in the optimizer for bf16)
+        model = load_policy(self.model_path, self.dtype)
+        if s.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
         optimizer = torch.optim.AdamW(
             [p for p in model.parameters() if p.requires_grad],
             lr=s.lr,
@@ -187,7 +212,6 @@ class LearnerWorker:
             eps=s.adam_eps,
             weight_decay=s.weight_decay,
         )
-        config = deepspeed_config(s, self.world_size, self.grad_accum, self.dtype)
         self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
         n_params = sum(getattr(p, "ds_numel", p.numel()) for p in self.engine.module.parameters())
         return {"rank": self.rank, "params": int(n_params), "backend": backend, "zero_stage": s.zero_stage}
@@ -209,8 +233,17 @@ class LearnerWorker:
             self.diff = (0.0, 0.0, 0)  # measured on the first mini-batch's forward pass instead
         else:
             self.engine.eval()
+            s = self.settings
             self.old = sequence_logprobs(
-                self.engine, seqs, self.pad_id, self.temperature, self.settings.micro_batch_size, self.blocked
+                self.engine,
+                seqs,
+                self.pad_id,
+                self.temperature,
+                s.micro_batch_size,
+                self.blocked,
+                s.max_tokens_per_micro_batch,
+                s.logprob_chunk_tokens,
+                "learner.max_tokens_per_micro_batch",
             )
             self.diff = self._agreement(engine_lps, self.old) if have_engine else (0.0, 0.0, 0)
         kl = [[0.0] * len(g) for g in self.batch]
@@ -243,41 +276,66 @@ class LearnerWorker:
                 f"rank {self.rank} holds {len(self.batch)} groups but got {len(advantages)} advantage lists"
             )
         start = time.perf_counter()
-        plan, micro = self.plan, self.settings.micro_batch_size
+        plan, s = self.plan, self.settings
         seqs = sequences(self.batch)
         adv = [a for group in advantages for a in group]
         if len(adv) != len(seqs):
             raise ValueError(f"rank {self.rank}: {len(adv)} advantages for {len(seqs)} responses")
         self.engine.train()
         sums: dict[str, float] = {}
+        token_sums: dict[str, float] = {}
         grad_norms, steps, micro_steps, ratio_max, tokens = [], 0, 0, 1.0, 0
+        real_tokens, padded_tokens = 0, 0
         diff = list(self.diff)
         for _epoch in range(plan.ppo_epochs):
             for u in range(plan.updates_per_epoch):
                 lo = u * plan.sequences_per_update
-                for i in range(lo, lo + plan.sequences_per_update, micro):
-                    j = min(i + micro, lo + plan.sequences_per_update)
+                mini = list(range(lo, lo + plan.sequences_per_update))
+                micro = plan_micro_batches(
+                    [sequence_length(seqs[i]) for i in mini],
+                    s.micro_batch_size,
+                    s.max_tokens_per_micro_batch,
+                    "learner.max_tokens_per_micro_batch",
+                )
+                real_tokens, padded_tokens = real_tokens + micro.tokens, padded_tokens + micro.padded_tokens
+                normalizer = grpo.LossNormalizer.of([len(self.old[i]) for i in mini])
+                for k, part in enumerate(micro.batches):
+                    ids = [mini[i] for i in part]
+                    # one optimizer step per mini-batch, whatever its number of micro-batches
+                    self.engine.set_gradient_accumulation_boundary(k == len(micro.batches) - 1)
                     logp, mask = token_logprobs(
-                        self.engine, seqs[i:j], self.pad_id, self.temperature, grad=True, blocked=self.blocked
+                        self.engine,
+                        [seqs[i] for i in ids],
+                        self.pad_id,
+                        self.temperature,
+                        grad=True,
+                        blocked=self.blocked,
+                        chunk_tokens=s.logprob_chunk_tokens,
                     )
                     if steps == 0 and diff[2] == 0 and self.batch[0].responses[0].engine_logprobs is not None:
-                        self._measure_first_pass(logp, mask, i, j, diff)
-                    old = repad(self.old[i:j], mask)
-                    ref = repad(self.ref[i:j], mask) if self.ref is not None else None
-                    a = torch.tensor(adv[i:j], dtype=torch.float32, device=logp.device)
-                    loss, info = grpo.grpo_loss(logp, old, ref, a, mask, self.loss)
-                    self.engine.backward(loss)
+                        self._measure_first_pass(logp, mask, ids, diff)
+                    old = repad([self.old[i] for i in ids], mask)
+                    ref = repad([self.ref[i] for i in ids], mask) if self.ref is not None else None
+                    a = torch.tensor([adv[i] for i in ids], dtype=torch.float32, device=logp.device)
+                    loss, info = grpo.grpo_loss(logp, old, ref, a, mask, self.loss, normalizer)
+                    # the loss is already this micro-batch's share of the mini-batch loss: no 1/accumulation steps
+                    self.engine.backward(loss, scale_wrt_gas=False)
                     self.engine.step()
                     micro_steps += 1
-                    tokens += int(mask.sum())
+                    n = int(mask.sum())
+                    tokens += n
                     ratio_max = max(ratio_max, float(info.pop("ratio_max", 1.0)))
-                    sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
-                    for k, v in info.items():
-                        sums[k] = sums.get(k, 0.0) + float(v)
+                    for key in ("loss", "pg_loss", "kl"):  # shares of the mini-batch value: summed
+                        sums[key] = sums.get(key, 0.0) + float(info.pop(key))
+                    for key, v in info.items():  # means over this micro-batch's tokens: token-weighted
+                        token_sums[key] = token_sums.get(key, 0.0) + float(v) * n
                 steps += 1
                 norm = self.engine.get_global_grad_norm()
                 grad_norms.append(float(norm) if norm is not None else float("nan"))
-        mean = {k: v / max(micro_steps, 1) for k, v in sums.items()}
+        mean = {k: v / max(steps, 1) for k, v in sums.items()}
+        mean.update({k: v / max(tokens, 1) for k, v in token_sums.items()})
+        mean["micro_batches"] = micro_steps
+        mean["padding_fraction"] = 1.0 - real_tokens / padded_tokens if padded_tokens else 0.0
         stats = UpdateStats(
             loss=mean.pop("loss", 0.0),
             pg_loss=mean.pop("pg_loss", 0.0),
@@ -299,11 +357,11 @@ class LearnerWorker:
         self.batch, self.old, self.ref = [], [], None
         return stats
 
-    def _measure_first_pass(self, logp, mask, i: int, j: int, diff: list) -> None:
+    def _measure_first_pass(self, logp, mask, ids: list[int], diff: list) -> None:
         """With engine log-probs as old log-probs, the first mini-batch's forward pass (before any optimizer step)
         is the learner's view of the sampling policy: measure the agreement there."""
         mine = [lp.detach().float().cpu() for lp in (logp[k][mask[k]] for k in range(logp.shape[0]))]
-        total, largest, count = self._agreement([self.old[k].tolist() for k in range(i, j)], mine)
+        total, largest, count = self._agreement([self.old[k].tolist() for k in ids], mine)
         diff[0], diff[1], diff[2] = diff[0] + total, max(diff[1], largest), diff[2] + count
 
     # -- weights and checkpoints ----------------------------------------------------------------------------------
@@ -516,11 +574,22 @@ class ReferencePolicy:
         encoder = PromptEncoder(model_path)
         self.pad_id, self.blocked = encoder.pad_token_id, encoder.forbidden_ids
         self.model = load_policy(model_path, dtype).to(self.device).eval().requires_grad_(False)
-        self.temperature, self.micro_batch = temperature, settings.micro_batch_size
+        self.temperature, self.settings = temperature, settings
 
     def compute_logprobs(self, group: PromptGroup) -> GroupLogprobs:
         """Reference log-probs of one prompt group (passed by reference, fetched from the object store)."""
-        return group_logprobs(self.model, [group], self.pad_id, self.temperature, self.micro_batch, self.blocked)[0]
+        s = self.settings
+        return group_logprobs(
+            self.model,
+            [group],
+            self.pad_id,
+            self.temperature,
+            s.micro_batch_size,
+            self.blocked,
+            s.max_tokens_per_micro_batch,
+            s.logprob_chunk_tokens,
+            "reference.max_tokens_per_micro_batch",
+        )[0]
 
     def ready(self) -> bool:
         return True

@@ -31,6 +31,16 @@ def _non_negative(section: str, obj, *names: str) -> None:
         )
 
 
+def _check_count(section: str, obj, *names: str) -> None:
+    """Integers >= 0 (0 switches the feature off)."""
+    for name in names:
+        v = getattr(obj, name)
+        _check(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+            f"{section}.{name} must be an integer >= 0, got {v!r}",
+        )
+
+
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -247,6 +257,31 @@ class LearnerSettings:
     offload_optimizer: bool = False
     """ZeRO: keep optimizer state in CPU memory."""
 
+    grad_accum_dtype: str = "fp32"
+    """bf16 training: dtype DeepSpeed accumulates gradients in across micro-batches (``data_types.grad_accum_dtype``):
+    fp32 | bf16. bf16 rounds every partial sum to 8 mantissa bits, over hundreds of micro-batches per optimizer
+    step at the paper's shapes; fp32 costs 2 bytes per parameter / ranks more memory."""
+
+    overlap_comm: bool = False
+    """ZeRO: overlap gradient reduction with the backward pass (DeepSpeed's stage-3 default; GPU presets turn it on;
+    it needs reduce buckets of ``reduce_bucket_size`` elements in flight)."""
+
+    zero_init: bool = True
+    """ZeRO-3: build the model under ``deepspeed.zero.Init`` (through transformers' ``HfDeepSpeedConfig``), so each
+    rank only ever holds its partition instead of the whole model first. The model is loaded in the training dtype
+    either way."""
+
+    max_tokens_per_micro_batch: int = 0
+    """Token-budget micro-batches: the sequences of a mini-batch are packed by length (first-fit decreasing) into
+    forward/backward passes of at most this many padded tokens (prompt + response, image tokens included); a longer
+    sequence gets a pass of its own, with a warning. 0: fixed count, ``micro_batch_size`` sequences per pass. Either
+    way the loss is normalised by the whole mini-batch's token or sequence count."""
+
+    logprob_chunk_tokens: int = 512
+    """Response tokens projected onto the vocabulary and log-softmaxed at a time (``actors.policy.token_logprobs``);
+    at Qwen2.5-VL's 151,936-token vocabulary one float32 chunk of 512 is 311 MB. 0: the full-vocabulary path
+    (float32 logits at every position; for comparison only)."""
+
     num_cpus: float = 0.5
     """Ray CPUs per rank."""
 
@@ -270,6 +305,11 @@ class LearnerSettings:
             )
         _positive("learner", self, "lr", "grad_clip", "adam_eps")
         _non_negative("learner", self, "weight_decay", "num_cpus", "num_gpus", "param_persistence_threshold")
+        _check_count("learner", self, "logprob_chunk_tokens", "max_tokens_per_micro_batch")
+        _check(
+            self.grad_accum_dtype in ("fp32", "bf16"),
+            f"learner.grad_accum_dtype must be fp32 or bf16, got {self.grad_accum_dtype!r}",
+        )
         for name in ("beta1", "beta2"):
             v = getattr(self, name)
             _check(0 <= v < 1, f"learner.{name} must be in [0, 1), got {v!r}")
@@ -281,6 +321,13 @@ class ReferenceSettings:
 
     micro_batch_size: int = 8
     """Sequences per forward pass."""
+
+    max_tokens_per_micro_batch: int = 0
+    """Token-budget passes as ``learner.max_tokens_per_micro_batch`` (within one prompt group); 0: fixed count,
+    ``micro_batch_size`` sequences per pass."""
+
+    logprob_chunk_tokens: int = 512
+    """Response tokens log-softmaxed at a time, as ``learner.logprob_chunk_tokens``."""
 
     num_cpus: float = 0.25
     """Ray CPUs."""
@@ -303,6 +350,7 @@ class ReferenceSettings:
                 f"reference.{name} must be an integer >= 1, got {v!r}",
             )
         _non_negative("reference", self, "num_cpus", "num_gpus")
+        _check_count("reference", self, "logprob_chunk_tokens", "max_tokens_per_micro_batch")
 
 
 @dataclass

@@ -82,6 +82,9 @@ def update_metrics(stats: list[UpdateStats]) -> dict:
     out["train/ratio_max"] = max(s.ratio_max for s in stats)
     out["train/lr"] = stats[0].lr
     out["train/optimizer_steps"] = stats[0].optimizer_steps
+    # forward/backward passes per rank and the share of padding in them (token-budget vs fixed-count micro-batches)
+    out["train/micro_batches"] = sum(s.extra.get("micro_batches", 0) for s in stats) / len(stats)
+    out["train/padding_fraction"] = sum(s.extra.get("padding_fraction", 0.0) for s in stats) / len(stats)
     return out
 
 

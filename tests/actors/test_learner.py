@@ -6,6 +6,7 @@ import torch
 
 from actors.grpo import LossSettings
 from actors.learner import BatchPlan, LearnerGroup, ReferencePolicy
+from actors.model import load_policy
 from actors.records import GroupLogprobs
 from actors.reward_worker import RewardWorker
 from actors.settings import LearnerSettings, ReferenceSettings
@@ -57,11 +58,15 @@ def test_zero3_partitions_and_trains_in_minibatches(ray_local, learner_group, gr
     assert isinstance(ray.get(ref_refs[0]), GroupLogprobs)
 
     before = ray.get(learner_group.weights())
+    # built under deepspeed.zero.Init, each rank loaded its partition of the checkpoint (not a fresh init)
+    checkpoint = load_policy(tiny_model, "float32").state_dict()
+    assert set(before) == set(checkpoint) and all(torch.equal(before[k], checkpoint[k]) for k in checkpoint)
     info = learner_group.prepare(group_refs, ref_refs, use_engine_logprobs=False)
     assert len(info.sequence_kl) == 4
     stats = learner_group.update([[1.0, -1.0], [0.5, -0.5], [-1.0, 1.0], [0.0, 0.0]])
     for s in stats:
         assert s.optimizer_steps == 2 and s.grad_norm > 0 and s.tokens > 0
+        assert s.extra["micro_batches"] == 2 and 0.0 <= s.extra["padding_fraction"] < 1.0  # fixed count: 2 x 2
     after = ray.get(learner_group.weights())
     assert set(before) == set(after)
     assert any(not torch.equal(before[k], after[k]) for k in before)
@@ -72,10 +77,12 @@ def test_zero3_partitions_and_trains_in_minibatches(ray_local, learner_group, gr
 
 
 def test_several_updates_per_batch_move_the_ratio(ray_local, tiny_model, group_refs):
-    """With prompts_per_update < prompts_per_step the second mini-batch sees updated weights: ratio != 1."""
+    """With prompts_per_update < prompts_per_step the second mini-batch sees updated weights: ratio != 1. Token-budget
+    micro-batches (a budget below one sequence: one sequence per pass, with a warning) still take one optimizer
+    step per mini-batch."""
     group = LearnerGroup(
         tiny_model,
-        LearnerSettings(num_workers=1, micro_batch_size=2, lr=5e-2, device="cpu"),
+        LearnerSettings(num_workers=1, micro_batch_size=2, lr=5e-2, device="cpu", max_tokens_per_micro_batch=100),
         LossSettings(),
         BatchPlan(groups_per_step=4, groups_per_update=1, group_size=2, ppo_epochs=2),
         "float32",
@@ -85,6 +92,7 @@ def test_several_updates_per_batch_move_the_ratio(ray_local, tiny_model, group_r
         group.prepare(group_refs, None, use_engine_logprobs=False)
         (stats,) = group.update([[1.0, -1.0], [1.0, -1.0], [-1.0, 1.0], [1.0, -1.0]])
         assert stats.optimizer_steps == 8  # 4 mini-batches x 2 epochs
+        assert stats.extra["micro_batches"] == 16 and stats.extra["padding_fraction"] == 0.0  # one sequence each
         assert abs(stats.ratio_mean - 1.0) > 1e-4 or stats.ratio_max > 1.0 + 1e-4
         assert stats.clip_frac_high + stats.clip_frac_low > 0
     finally:
