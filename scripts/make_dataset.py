@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from datagen.build import BuildSettings, build_stvqa, check_output, count_table
 from datagen.questions import CATEGORIES
+from datagen.stream import StreamSettings, build_streamed
 from datagen.synthetic import generate_vg_scenes
 from datagen.vg import load_visual_genome
 
@@ -46,6 +47,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--limit", type=int, help="use only the first N images of image_data.json")
     ap.add_argument("--allow-missing-images", action="store_true", help="skip scene graphs whose image is missing")
     ap.add_argument("--allow-bad-images", action="store_true", help="skip undecodable images with a warning")
+    ap.add_argument(
+        "--builder", choices=("streamed", "memory"), default="streamed",
+        help="streamed: bounded memory, all cores, resumable (default); memory: the older in-memory builder",
+    )  # fmt: skip
+    ap.add_argument("--workers", type=int, default=0, help="streamed builder: worker processes (0 = one per core)")
+    ap.add_argument("--rows-per-shard", type=int, default=1000, help="streamed builder: rows per Arrow file")
     return ap.parse_args(argv)
 
 
@@ -70,8 +77,16 @@ def run(a: argparse.Namespace) -> int:
             root, source = generate_vg_scenes(tmp, a.synthetic, seed=a.seed), f"synthetic:{a.synthetic}"
         else:
             root, source = a.vg_root, os.path.abspath(a.vg_root)
-        images = load_visual_genome(root, limit=a.limit, require_images=not a.allow_missing_images)
-        dd = build_stvqa(images, a.out, settings=settings, inputs=inputs, overwrite=a.overwrite, source=source)
+        if a.builder == "memory":
+            images = load_visual_genome(root, limit=a.limit, require_images=not a.allow_missing_images)
+            build_stvqa(images, a.out, settings=settings, inputs=inputs, overwrite=a.overwrite, source=source)
+        else:
+            stream = StreamSettings(workers=a.workers, rows_per_shard=a.rows_per_shard)
+            build_streamed(
+                root, a.out, settings=settings, stream=stream, limit=a.limit, inputs=inputs,
+                require_images=not a.allow_missing_images, overwrite=a.overwrite, source=source,
+            )  # fmt: skip
+    dd = datasets.load_from_disk(a.out)
     log.info("rows per split and category:\n%s", count_table(dd))
     print(
         f"wrote {sum(len(d) for d in dd.values())} rows "
