@@ -399,12 +399,17 @@ class _Runner:
         self.workers, self.ctx = workers, ctx
         self.pool = None
         if workers > 1:
+            # fork: the workers start at once, with the modules already imported (spawn re-imports datasets and
+            # torch in each, seconds apiece); the pool is made before the build holds any data
+            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
             self.pool = cf.ProcessPoolExecutor(
                 workers,
-                mp_context=multiprocessing.get_context("spawn"),
+                mp_context=multiprocessing.get_context(method),
                 initializer=_worker_init,
                 initargs=(os.getpid(), logging.getLogger().getEffectiveLevel()),
             )
+            for started in [self.pool.submit(os.getpid) for _ in range(workers)]:  # start them all now
+                started.result(timeout=120)
 
     def map(self, kind: str, payloads: Iterable[Any]) -> Iterator[Any]:
         if self.pool is None:
@@ -551,14 +556,13 @@ def build_streamed(
         "settings": settings,
         "allow_bad_images": settings.allow_bad_images, "prompt": prompt, "writer_batch_size": stream.writer_batch_size,
     }  # fmt: skip
-    runner = None
+    runner = _Runner(workers, ctx)
     try:
         records = _load(work / "index.pkl")
         if records is None:
             records = build_index(objects, relationships, image_data, dirs, work, limit, require_images)
             _save(work / "index.pkl", records)
         log.info("index: %d images (%.1f s)", len(records), time.perf_counter() - t0)
-        runner = _Runner(min(workers, max(1, -(-len(records) // stream.chunk_images))), ctx)
 
         if not (work / "vocabulary.json").is_file():
             no_file = [r.image_id for r in records if r.path is None]
