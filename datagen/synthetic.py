@@ -225,10 +225,23 @@ def _vg_scale_jpeg(rng: random.Random, size: tuple[int, int], target_kb: int) ->
     return best
 
 
-def _vg_object(rng: random.Random, oid: int, size: tuple[int, int]) -> dict:
+_SYLLABLES = ("ba", "ko", "ri", "tu", "me", "sa", "lo", "ni", "ve", "da", "pu", "ge", "zo", "fi", "ha", "mu")
+
+
+def _long_tail_name(k: int) -> str:
+    """The ``k``-th rare name (letters only): VG has about 75,000 distinct object names, most of them rare."""
+    word = ""
+    while True:
+        word += _SYLLABLES[k % len(_SYLLABLES)]
+        k //= len(_SYLLABLES)
+        if not k:
+            return word + "x"
+
+
+def _vg_object(rng: random.Random, oid: int, size: tuple[int, int], long_tail: int) -> dict:
     W, H = size
     w, h = rng.randint(8, W // 2), rng.randint(8, H // 2)
-    name = rng.choice(VG_SCALE_NAMES)
+    name = rng.choice(VG_SCALE_NAMES) if rng.random() >= 0.08 else _long_tail_name(rng.randrange(long_tail))
     return {
         "synsets": [f"{name}.n.01"],
         "h": h,
@@ -256,7 +269,8 @@ def generate_vg_scale_input(
     Same JSON layout as VG v1.4 (``image_data.json`` with ``image_id``/``url``/``width``/``height``,
     ``objects.json`` entries with ``synsets``/``names``/``object_id``/``x``/``y``/``w``/``h``, ``relationships.json``
     entries whose ``subject``/``object`` repeat the full object); about ``objects_per_image`` objects and
-    ``relations_per_image`` relationships per image (random, +-30%). The JSON files are written entry by entry
+    ``relations_per_image`` relationships per image (random, +-30%); 8% of the objects carry one of
+    ``0.7 * n_images`` rare names (VG's long tail of names). The JSON files are written entry by entry
     (memory does not grow with ``n_images``). ``images/<id>.jpg`` are symbolic links to ``distinct_images`` real
     JPEGs of ``size`` and about ``image_kb`` KB in ``jpegs/`` (so the input costs little disk). Refuses a non-empty
     folder that does not hold an earlier such input. Returns ``out_dir``.
@@ -286,7 +300,7 @@ def generate_vg_scale_input(
             iid = k + 1
             sep = b", " if k else b""
             n_obj = max(2, round(objects_per_image * rng.uniform(0.7, 1.3)))
-            objs = [_vg_object(rng, next_obj + j, size) for j in range(n_obj)]
+            objs = [_vg_object(rng, next_obj + j, size, max(1, 7 * n_images // 10)) for j in range(n_obj)]
             next_obj += n_obj
             rels = []
             for _ in range(max(1, round(relations_per_image * rng.uniform(0.7, 1.3)))):
