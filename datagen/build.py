@@ -231,6 +231,7 @@ def _row(s: Sample, image_bytes: bytes, builder: PromptBuilder) -> dict:
     letter, text = q.answer_letter, q.answer_text
     option_text = answer_option_text(q.options, letter)
     level, rating = difficulty(q, len(s.scene["objects"]))
+    level, rating = q.facts.get("level", level), q.facts.get("rating", rating)  # a written question's own
     return {
         "image_id": str(s.image.image_id),
         "images": [{"bytes": image_bytes, "path": Path(s.image.image_path).name}],

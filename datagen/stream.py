@@ -64,8 +64,10 @@ from datagen.build import (
     val_image_ids,
     write_marker,
 )
-from datagen.questions import make_question, question_subgraph
-from datagen.schema import SPLITS, features
+from datagen.llm import ChatClient, EndpointSettings, write_questions
+from datagen.questions import Question, make_question, question_subgraph
+from datagen.schema import PASSES_COLUMN, SPLITS, features
+from datagen.verify import VerifierSettings, run_verifier
 from datagen.vg import (
     ImageFileError,
     VGFormatError,
@@ -353,22 +355,77 @@ def _shard_task(job: tuple[str, int, list[tuple[ImageRecord, str, int]]], ctx: d
     builder = PromptBuilder(ctx["prompt"])
     final = Path(ctx["shards"]) / f"{split}-{index:05d}.arrow"
     tmp = final.with_suffix(".arrow.tmp")
-    writer = ArrowWriter(features=features(), path=str(tmp), writer_batch_size=ctx["writer_batch_size"])
+    feats = features(with_passes=ctx["with_passes"])
+    writer = ArrowWriter(features=feats, path=str(tmp), writer_batch_size=ctx["writer_batch_size"])
     try:
-        for rec, cat, crc in items:
+        for rec, cat, crc, written, passes in items:
             img = _scene(rec, ctx)
-            q = make_question(img, cat, _rng(settings.seed, img.image_id, cat), vocabulary=vocabulary)
-            if q is None:  # the candidate stage made this very question from the same input
-                raise BuildError(f"image_id={img.image_id}: the {cat} question could not be made again")
+            q = _question(img, cat, written, settings, vocabulary)
             data = Path(img.image_path).read_bytes()
             if zlib.crc32(data) != crc:
                 raise BuildError(f"{img.image_path}: image_id={img.image_id}: the file changed during the build")
-            writer.write(_row(Sample(img, q, question_subgraph(img, q.question)), data, builder))
+            row = _row(Sample(img, q, question_subgraph(img, q.question)), data, builder)
+            if ctx["with_passes"]:
+                row[PASSES_COLUMN] = passes
+            writer.write(row)
         n, _ = writer.finalize()
     finally:
         writer.close()
     os.replace(tmp, final)
     return n
+
+
+def _question(img: VGImage, cat: str, written: dict | None, settings: BuildSettings, vocabulary) -> Question:
+    """The question of a row: the writer's (``written``) or the seeded template question."""
+    if written is not None:
+        facts = {"level": written["level"], "rating": written["rating"], "source": "writer"}
+        return Question(cat, written["question"], written["options"], written["answer_index"], facts=facts)
+    q = make_question(img, cat, _rng(settings.seed, img.image_id, cat), vocabulary=vocabulary)
+    if q is None:  # the candidate stage made this very question from the same input
+        raise BuildError(f"image_id={img.image_id}: the {cat} question could not be made again")
+    return q
+
+
+def _llm_stages(
+    picks: list[tuple[int, str]], records: list[ImageRecord], work: Path, ctx: dict,
+    writer: EndpointSettings | None, verifier: VerifierSettings | None,
+) -> tuple[dict, dict]:  # fmt: skip
+    """The writer and verifier stages (main process, HTTP threads); ``({pick: written question}, {key: passes})``.
+    Both keep their results in the work folder, so a rerun asks only for what is missing."""
+    written: dict = {}
+    passes: dict = {}
+    if writer is None and verifier is None:
+        return written, passes
+    by_id = {r.image_id: r for r in records}
+
+    def scene_of(iid: int) -> VGImage:
+        return _scene(by_id[iid], ctx)
+
+    if writer is not None:
+        client = ChatClient(writer)
+        written, outcomes = write_questions(picks, scene_of, client, work / "writer.jsonl")
+        table = ", ".join(f"{k} {v}" for k, v in outcomes.most_common())
+        log.info("writer: %d of %d questions kept (%s); %s", len(written), len(picks), table,
+                 client.usage.as_dict(writer))  # fmt: skip
+        ctx["writer_report"] = {"outcomes": dict(outcomes), "usage": client.usage.as_dict(writer)}
+    if verifier is not None:
+        settings: BuildSettings = ctx["settings"]
+        vocabulary = _vocabulary(ctx["vocabulary"]) if writer is None else []
+        builder = PromptBuilder(ctx["prompt"])
+        keep = [p for p in picks if writer is None or p in written]
+
+        def items():
+            for iid, cat in keep:
+                img = scene_of(iid)
+                q = _question(img, cat, written.get((iid, cat)), settings, vocabulary)
+                text = builder.text(q.question, q.options, (img.width, img.height))
+                yield f"{iid}:{cat}", text, q.options, q.answer_index, Path(img.image_path).read_bytes()
+
+        passes = run_verifier(items(), verifier, work, ctx)
+        kept = sum(1 for p in keep if passes[f"{p[0]}:{p[1]}"] >= 1)
+        log.info("verifier: %d of %d questions answered right at least once in %d tries", kept, len(keep),
+                 verifier.tries)  # fmt: skip
+    return written, passes
 
 
 def _run_task(fn_name: str, payload: Any, ctx: dict) -> tuple[Any, list]:
@@ -493,7 +550,7 @@ def _work_folder(out: Path, key: str) -> tuple[Path, bool]:
     return work, False
 
 
-def _dataset_files(split_dir: Path, shard_files: list[Path]) -> None:
+def _dataset_files(split_dir: Path, shard_files: list[Path], with_passes: bool) -> None:
     """Turn finished shard files into a ``save_to_disk`` split folder (``data-*-of-*.arrow``, state and info)."""
     from datasets import DatasetInfo
 
@@ -513,7 +570,7 @@ def _dataset_files(split_dir: Path, shard_files: list[Path]) -> None:
         "_split": None,
     }
     (split_dir / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
-    info = asdict(DatasetInfo(features=features()))
+    info = asdict(DatasetInfo(features=features(with_passes)))
     (split_dir / "dataset_info.json").write_text(json.dumps({k: info[k] for k in sorted(info)}, indent=2))
 
 
@@ -529,10 +586,14 @@ def build_streamed(
     prompt: PromptSettings | None = None,
     source: str | None = None,
     inputs: Iterable[str | os.PathLike] | None = None,
+    writer: EndpointSettings | None = None,
+    verifier: VerifierSettings | None = None,
 ) -> dict[str, int]:
     """Build the STVQA dataset of the VG folder ``root`` into ``out_dir`` (see the module docstring); returns the
     row count per split. Arguments as :func:`datagen.build.build_from_vg`; ``stream`` sets workers and shards;
-    ``inputs`` (default ``[root]``) are the paths the output must stay clear of."""
+    ``inputs`` (default ``[root]``) are the paths the output must stay clear of; ``writer`` (an LLM endpoint)
+    replaces the template questions by written ones, ``verifier`` keeps the questions a VLM answers right at least
+    once in ``verifier.tries`` (pass count in the ``verify_passes`` column)."""
     settings = settings or BuildSettings()
     stream = stream or StreamSettings()
     prompt = prompt or PromptSettings()
@@ -543,7 +604,11 @@ def build_streamed(
         if not p.exists():
             raise FileNotFoundError(f"Visual Genome file not found: {p}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    key = _work_key((objects, relationships, image_data), dirs, settings, stream, [limit, require_images])
+    llm = [
+        [writer.model, writer.url, writer.temperature, writer.max_tokens] if writer else None,
+        [verifier.model, verifier.tries, verifier.backend, verifier.temperature] if verifier else None,
+    ]  # what changes the questions kept (not concurrency or timeouts: a rerun with other ones resumes)
+    key = _work_key((objects, relationships, image_data), dirs, settings, stream, [limit, require_images, llm])
     work, resumed = _work_folder(out, key)
     workers = stream.workers or os.cpu_count() or 1
     t0 = time.perf_counter()
@@ -553,8 +618,8 @@ def build_streamed(
         "objects": str(objects), "relationships": str(relationships), "image_data": str(image_data), "dirs": dirs,
         "objects_spill": str(work / "objects.spill"), "relationships_spill": str(work / "relationships.spill"),
         "vocabulary": str(work / "vocabulary.json"), "scenes": str(work / "scenes"), "shards": str(work / "shards"),
-        "settings": settings,
-        "allow_bad_images": settings.allow_bad_images, "prompt": prompt, "writer_batch_size": stream.writer_batch_size,
+        "settings": settings, "allow_bad_images": settings.allow_bad_images, "with_passes": verifier is not None,
+        "prompt": prompt, "writer_batch_size": stream.writer_batch_size,
     }  # fmt: skip
     runner = _Runner(workers, ctx)
     try:
@@ -606,9 +671,23 @@ def build_streamed(
             if not picks:
                 raise BuildError(f"no questions could be made from the {len(records)} usable image(s)")
             picks.sort(key=lambda p: (p[0], CATEGORIES.index(p[1])))
+            written, passes = _llm_stages(picks, records, work, ctx, writer, verifier)
+            if writer is not None:
+                picks = [p for p in picks if p in written]
+            if verifier is not None:
+                picks = [p for p in picks if passes[f"{p[0]}:{p[1]}"] >= 1]
+            if not picks:
+                raise BuildError("no question passed the writer's checks and the verifier")
             val = val_image_ids(picks, settings.val_fraction, settings.seed)
-            plan = {s: [(iid, cat, crcs[iid]) for iid, cat in picks if (iid in val) == (s == "val")] for s in SPLITS}
-            del picks, crcs
+            plan = {
+                s: [
+                    (iid, cat, crcs[iid], written.get((iid, cat)), passes.get(f"{iid}:{cat}"))
+                    for iid, cat in picks
+                    if (iid in val) == (s == "val")
+                ]
+                for s in SPLITS
+            }
+            del picks, crcs, written, passes
             _save(work / "plan.pkl", plan)
         log.info("plan: %s (%.1f s)", ", ".join(f"{s} {len(v)}" for s, v in plan.items()), time.perf_counter() - t0)
 
@@ -627,7 +706,7 @@ def build_streamed(
         if total - len(jobs):
             log.info("shards: %d of %d already written", total - len(jobs), total)
         payloads = (
-            (split, k, [(by_id[iid], cat, crc) for iid, cat, crc in rows]) for split, k, rows in jobs
+            (split, k, [(by_id[row[0]], *row[1:]) for row in rows]) for split, k, rows in jobs
         )  # image records are attached lazily: one shard's worth at a time
         for done, _ in enumerate(runner.map("shard", payloads), 1):
             if done % 10 == 0 or done == len(jobs):
@@ -642,11 +721,16 @@ def build_streamed(
             counts = {}
             for split in SPLITS:
                 files = sorted((work / "shards").glob(f"{split}-*.arrow"))
-                _dataset_files(tmp / split, files)
+                _dataset_files(tmp / split, files, ctx["with_passes"])
                 counts[split] = len(plan[split])
             (tmp / "dataset_dict.json").write_text(json.dumps({"splits": list(SPLITS)}))
             src = source if source is not None else str(Path(root).resolve())
-            write_marker(tmp, counts, {"settings": asdict(settings), "source": src, "builder": "streamed"})
+            info = {"settings": asdict(settings), "source": src, "builder": "streamed"}
+            if writer is not None:
+                info["writer"] = {"model": writer.model, **ctx.get("writer_report", {})}
+            if verifier is not None:
+                info["verifier"] = {"model": verifier.model, "tries": verifier.tries}
+            write_marker(tmp, counts, info)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in a.sizes.split(",") if s]
     memory_sizes = {int(s) for s in a.memory_sizes.split(",") if s}
     print(f"cores {os.cpu_count()}, workers {a.workers or os.cpu_count()}")
-    head = f"{'images':>7} {'builder':>8} {'rows':>7} {'wall s':>8} {'images/s':>9} {'peak RSS GB':>12} {'peak PSS GB':>12}  stages (s, cumulative)"
+    head = f"{'images':>7} {'builder':>8} {'rows':>7} {'wall s':>8} {'images/s':>9} {'peak RSS GB':>12} "
+    head += f"{'peak PSS GB':>12}  stages (s, cumulative)"
     print(head)
     print("-" * len(head))
     for n in sizes:
