@@ -8,7 +8,10 @@ Each input is generated once into --work (datagen.synthetic.generate_vg_scale_in
 35 objects and 21 relationships per image, 500x375 JPEGs of about 170 KB, symbolic links to a few real files) and
 reused by later runs. Each build runs `scripts/make_dataset.py` as a child process; its process tree (the builder
 and its workers) is sampled every 0.2 s: peak RSS summed over the tree, and peak PSS summed over the tree (shared
-pages, e.g. the forked workers' copy of the imported libraries, counted once). The dataset written is deleted after
+pages, e.g. the forked workers' copy of the imported libraries, counted once); CPU s is the user+system time of the
+build and its workers, img/CPU-s the images per CPU-second (on an idle machine images/s is about that times the
+cores, as nearly all the work runs in the workers), load the 1-minute load average during the run (the machine is
+shared: a load above the core count slows every process down). The dataset written is deleted after
 each run (the full VG output is about 18 GB). Prints one table row per run.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -61,12 +65,17 @@ def run_build(vg: Path, out: Path, builder: str, workers: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     peaks = {"rss": 0, "pss": 0}
     stop = threading.Event()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sampler = threading.Thread(target=_sample_tree, args=(proc.pid, peaks, stop), daemon=True)
     sampler.start()
     stdout, stderr = proc.communicate(timeout=6 * 3600)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the build and its workers (reaped descendants)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    load = (load0 + os.getloadavg()[0]) / 2
     stop.set()
     sampler.join()
     if proc.returncode != 0:
@@ -76,7 +85,8 @@ def run_build(vg: Path, out: Path, builder: str, workers: int) -> dict:
         for m in re.finditer(r"INFO (index|vocabulary|plan|built)\b.*?\(?([\d.]+) s\)?", stderr)
     }
     rows = re.search(r"wrote (\d+) rows", stdout)
-    return {"wall": wall, "rss": peaks["rss"], "pss": peaks["pss"], "stages": stages, "rows": int(rows.group(1))}
+    return {"wall": wall, "cpu": cpu, "load": load, "rss": peaks["rss"], "pss": peaks["pss"], "stages": stages,
+            "rows": int(rows.group(1))}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in a.sizes.split(",") if s]
     memory_sizes = {int(s) for s in a.memory_sizes.split(",") if s}
     print(f"cores {os.cpu_count()}, workers {a.workers or os.cpu_count()}")
-    head = f"{'images':>7} {'builder':>8} {'rows':>7} {'wall s':>8} {'images/s':>9} {'peak RSS GB':>12} "
-    head += f"{'peak PSS GB':>12}  stages (s, cumulative)"
+    head = f"{'images':>7} {'builder':>8} {'rows':>7} {'wall s':>8} {'images/s':>9} {'CPU s':>8} {'img/CPU-s':>9} "
+    head += f"{'load':>5} {'peak RSS GB':>12} {'peak PSS GB':>12}  stages (s, cumulative)"
     print(head)
     print("-" * len(head))
     for n in sizes:
@@ -108,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(out, ignore_errors=True)
             stages = " ".join(f"{k} {v:.0f}" for k, v in r["stages"].items())
             print(
-                f"{n:>7} {builder:>8} {r['rows']:>7} {r['wall']:>8.1f} {n / r['wall']:>9.1f} "
-                f"{r['rss'] / 2**30:>12.2f} {r['pss'] / 2**30:>12.2f}  {stages}",
+                f"{n:>7} {builder:>8} {r['rows']:>7} {r['wall']:>8.1f} {n / r['wall']:>9.1f} {r['cpu']:>8.0f} "
+                f"{n / r['cpu']:>9.1f} {r['load']:>5.1f} {r['rss'] / 2**30:>12.2f} {r['pss'] / 2**30:>12.2f}  "
+                f"{stages}",
                 flush=True,
             )
     return 0
