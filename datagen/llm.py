@@ -49,17 +49,18 @@ QUESTION_SCHEMA = {
     "type": "object",
     "properties": {
         "category": {"type": "string", "enum": list(CATEGORIES)},
-        "question": {"type": "string"},
-        "options": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 4},
-        "answer": {"type": "string"},
-        "objects": {"type": "array", "items": {"type": "string"}},
+        "question": {"type": "string", "maxLength": 200},
+        "options": {"type": "array", "items": {"type": "string", "maxLength": 40}, "minItems": 2, "maxItems": 4},
+        "answer": {"type": "string", "maxLength": 40},
+        "objects": {"type": "array", "items": {"type": "string", "maxLength": 40}, "minItems": 1, "maxItems": 3},
         "level": {"type": "string", "enum": list(LEVELS)},
         "rating": {"type": "integer", "minimum": 1, "maximum": 10},
     },
     "required": ["category", "question", "options", "answer", "objects", "level", "rating"],
     "additionalProperties": False,
 }
-"""JSON schema of one written question (sent as structured output)."""
+"""JSON schema of one written question (sent as structured output; the length caps keep a reply within
+:attr:`EndpointSettings.max_tokens` even from a model that rambles)."""
 
 CATEGORY_HINTS = {
     "relation": "the spatial relation of one object to another (left of, right of, above, below, on, under, in "
@@ -152,6 +153,10 @@ class ChatClient:
 
     def chat(self, messages: list[dict], **extra) -> str:
         """The first choice's message content; raises :class:`EndpointError` after the retries."""
+        return self.chat_full(messages, **extra)[0]
+
+    def chat_full(self, messages: list[dict], **extra) -> tuple[str, str]:
+        """``(content, finish_reason)`` of the first choice; raises :class:`EndpointError` after the retries."""
         body = {"model": self.s.model, "messages": messages, "max_tokens": self.s.max_tokens,
                 "temperature": self.s.temperature, **extra}  # fmt: skip
         headers = {"Content-Type": "application/json"}
@@ -169,7 +174,8 @@ class ChatClient:
                 with urllib.request.urlopen(req, timeout=self.s.timeout_s) as resp:
                     reply = json.loads(resp.read())
                 self.usage.add(reply.get("usage"), attempt)
-                return reply["choices"][0]["message"]["content"] or ""
+                choice = reply["choices"][0]
+                return choice["message"]["content"] or "", str(choice.get("finish_reason") or "")
             except urllib.error.HTTPError as e:
                 last = e
                 if e.code != 429 and e.code < 500:  # a request the server will never accept: no retry
@@ -279,7 +285,7 @@ def check_written(reply: str, category: str, img: VGImage, ids: dict) -> tuple[d
     not hold strictly) and relation (the answer predicate must hold at least loosely for the two named objects).
     """
     try:
-        d = json.loads(reply)
+        d = json.loads(reply, strict=False)  # control characters inside strings: the checks below judge
     except ValueError:
         return None, "invalid_json"
     if not isinstance(d, dict):
@@ -361,18 +367,19 @@ def write_questions(
     ``scene_of(image_id)`` gives the image's scene graph. Returns the accepted questions by pick and the outcome
     counts (``ok``, ``corrected_*`` and every rejection reason)."""
     results = ResultLog(log_path)
-    extra = {}
-    if structured:
-        extra["response_format"] = {
-            "type": "json_schema", "json_schema": {"name": "stvqa_question", "schema": QUESTION_SCHEMA},
-        }  # fmt: skip
 
     def one(pick: tuple[int, str]) -> None:
         iid, cat = pick
         img = scene_of(iid)
         ids, text = scene_for_prompt(img)
-        reply = client.chat(writer_messages(text, cat), **extra)
+        extra = {}
+        if structured:  # the schema with the category fixed to the target
+            schema = {**QUESTION_SCHEMA, "properties": {**QUESTION_SCHEMA["properties"], "category": {"enum": [cat]}}}
+            extra["response_format"] = {"type": "json_schema", "json_schema": {"name": "question", "schema": schema}}
+        reply, finish = client.chat_full(writer_messages(text, cat), **extra)
         question, outcome = check_written(reply, cat, img, ids)
+        if question is None and outcome == "invalid_json" and finish == "length":
+            outcome = "truncated"  # max_tokens reached before the JSON closed
         results.add({"key": f"{iid}:{cat}", "outcome": outcome, "question": question, "reply": reply})
 
     todo = [p for p in picks if f"{p[0]}:{p[1]}" not in results.done]

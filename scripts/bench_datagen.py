@@ -89,13 +89,42 @@ def run_build(vg: Path, out: Path, builder: str, workers: int) -> dict:
             "rows": int(rows.group(1))}  # fmt: skip
 
 
+def prompt_sizes(vg: Path, n: int = 200) -> None:
+    """Print the writer's and the verifier's prompt sizes for the first ``n`` images of ``vg`` (token counts are
+    estimated as characters / 4, the usual ratio of English text in BPE vocabularies; image tokens are those of
+    Qwen2.5-VL: 28x28-pixel patches after scaling into the paper's 512^2..2048^2 pixel range)."""
+    from datagen.llm import scene_for_prompt, writer_messages
+    from datagen.vg import load_visual_genome
+    from rewards.prompt import PromptBuilder, scaled_size
+
+    images = load_visual_genome(vg, limit=n)
+    chars = [sum(len(m["content"]) for m in writer_messages(scene_for_prompt(img)[1], "relation")) for img in images]
+    text = PromptBuilder().text("Where is the cup relative to the table?", ["left of", "on", "behind"], (500, 375))
+    w, h = scaled_size(500, 375, 512 * 512, 2048 * 2048)
+    image_tokens = (w // 28) * (h // 28)
+    mean = sum(chars) / len(chars)
+    print(
+        f"writer prompt: {mean:.0f} characters per image on average (~{mean / 4:.0f} tokens), over {len(chars)} images"
+    )
+    print(
+        f"verifier prompt: {len(text)} characters of text (~{len(text) / 4:.0f} tokens) + {image_tokens} image tokens"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10000,30000,108000", help="image counts of the generated inputs")
     ap.add_argument("--memory-sizes", default="", help="sizes at which the in-memory builder also runs (~1 MB/image)")
     ap.add_argument("--workers", type=int, default=0, help="streamed builder workers (0 = one per core)")
     ap.add_argument("--work", default="/tmp/bench_datagen", help="folder of the generated inputs and outputs")
+    ap.add_argument("--prompt-sizes", action="store_true", help="only print the writer's and verifier's prompt sizes")
     a = ap.parse_args(argv)
+    if a.prompt_sizes:
+        vg = Path(a.work) / "vg-prompts"
+        if not (vg / "synthetic_vg.json").is_file():
+            generate_vg_scale_input(vg, 200, seed=0)
+        prompt_sizes(vg)
+        return 0
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in a.sizes.split(",") if s]
