@@ -201,3 +201,30 @@ def test_verifier_on_the_rollout_pool(ray_local, tiny_model, built, tmp_path):
     recs = [json.loads(line) for line in (tmp_path / "verifier.jsonl").read_text().splitlines()]
     assert all(len(rec["letters"]) == 3 for rec in recs)  # one prompt group of `tries` responses per question
     assert verify_on_pool(items, vs, tmp_path / "verifier.jsonl", PromptSettings()) == passes  # resumed, nothing new
+
+
+@pytest.mark.slow
+def test_streamed_build_with_the_writer_on_vllm_serve(vllm_server, vg_root, tmp_path, caplog):
+    """The whole path: the builder's writer stage on the server; nonsense from the random tiny model never becomes
+    a row (the build refuses, or keeps only questions that passed every check)."""
+    import logging
+
+    from datagen.build import BuildError
+    from datagen.stream import StreamSettings, build_streamed
+    from datagen.stvqa import load_stvqa
+
+    url, model = vllm_server
+    s = EndpointSettings(model=model, url=url, concurrency=4, timeout_s=300, max_tokens=400, temperature=1.0)
+    out = tmp_path / "ds"
+    with caplog.at_level(logging.INFO, logger="datagen"):
+        try:
+            counts = build_streamed(vg_root, out, limit=6, writer=s, stream=StreamSettings(workers=1))
+        except BuildError as e:
+            assert "no question passed the writer's checks" in str(e)
+            assert not out.exists() and not (tmp_path / ".ds.partial").exists()
+            counts = None
+    assert "writer: " in caplog.text and "questions kept" in caplog.text and "prompt_tokens" in caplog.text
+    if counts is not None:
+        for split in ("train", "val"):
+            for row in load_stvqa(out, split).to_list():
+                assert row["answer_option_text_only"][4:] in row["options"]
