@@ -105,6 +105,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_endpoint_down_is_retried_with_backoff_then_one_error():
+    from datagen.llm import EndpointError
+
+    port = _free_port()  # nothing listens there: every attempt is refused
+    client = ChatClient(EndpointSettings(model="m", url=f"http://127.0.0.1:{port}/v1", retries=2, backoff_s=0.1))
+    start = time.monotonic()
+    with pytest.raises(EndpointError, match=rf"127.0.0.1:{port}/v1/chat/completions: failed after 3 attempts"):
+        client.chat([{"role": "user", "content": "hi"}])
+    assert time.monotonic() - start >= 0.1 + 0.2  # two backoffs, doubling
+    assert client.usage.requests == 0
+
+
 @pytest.fixture(scope="module")
 def vllm_server(tiny_model, tmp_path_factory):
     """`vllm serve` of the tiny model (CPU build), started by the test and stopped after the module."""
