@@ -156,7 +156,7 @@ def vllm_server(tiny_model, tmp_path_factory):
 @pytest.mark.slow
 def test_writer_and_verifier_on_vllm_serve(vllm_server, vg_images, built, tmp_path):
     url, model = vllm_server
-    s = EndpointSettings(model=model, url=url, concurrency=4, timeout_s=300, max_tokens=200, temperature=1.0)
+    s = EndpointSettings(model=model, url=url, concurrency=4, timeout_s=300, max_tokens=800, temperature=1.0)
     client = ChatClient(s)
     images = {img.image_id: img for img in vg_images[:8]}
     picks = [(iid, cat) for iid, cat in zip(images, ["count", "relation", "existence", "size"] * 2)]
@@ -164,9 +164,10 @@ def test_writer_and_verifier_on_vllm_serve(vllm_server, vg_images, built, tmp_pa
     assert sum(outcomes.values()) == len(picks)
     assert "invalid_json" not in outcomes  # the JSON schema was enforced by the server
     replies = [json.loads(line) for line in (tmp_path / "writer.jsonl").read_text().splitlines()]
+    keys = {"category", "question", "options", "answer", "objects", "level", "rating"}
     for rec in replies:
-        assert set(json.loads(rec["reply"])) == {"category", "question", "options", "answer", "objects", "level",
-                                                  "rating"}  # fmt: skip
+        if rec["outcome"] != "truncated":  # well-formed JSON unless max_tokens cut it (counted apart)
+            assert set(json.loads(rec["reply"], strict=False)) == keys
     # a random tiny model writes nonsense: it is rejected with a reason (or corrected), never kept as it came
     assert sum(v for k, v in outcomes.items() if k != "ok") >= len(picks) - 1, outcomes
     assert client.usage.requests == len(picks) and client.usage.prompt_tokens > 0
