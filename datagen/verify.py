@@ -50,6 +50,8 @@ class VerifierSettings:
     """Sampling temperature of the tries."""
     dtype: str = "bfloat16"
     """Weights' dtype in the pool's engines."""
+    max_model_len: int = 4096
+    """Pool engines' context (prompt with image tokens plus the answer)."""
 
     def __post_init__(self):
         if self.backend not in ("endpoint", "pool"):
@@ -104,7 +106,7 @@ def verify_on_pool(items: Iterable, settings: VerifierSettings, path: Path, prom
     rollout = RolloutSettings(
         engine=settings.pool_engine, num_workers=settings.pool_workers, min_workers=1,
         max_workers=max(1, settings.pool_workers), group_size=settings.tries, temperature=settings.temperature,
-        max_new_tokens=settings.max_new_tokens, use_engine_logprobs=False,
+        max_new_tokens=settings.max_new_tokens, use_engine_logprobs=False, max_model_len=settings.max_model_len,
     )  # fmt: skip
     pool = RolloutPool(settings.model, rollout, settings.dtype)
     builder = PromptBuilder(prompt)
