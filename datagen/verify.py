@@ -7,8 +7,8 @@ where answer extraction lives today) and a question is kept when at least one tr
 - ``endpoint``: ``<url>/chat/completions`` of any OpenAI-compatible server (``vllm serve``, a hosted API), the image
   sent as a data URL (:func:`datagen.llm.verify_questions`);
 - ``pool``: the project's Ray rollout pool (:class:`cluster.pool.RolloutPool`, vLLM engines, or the ``hf`` engine),
-  ``tries`` samples per prompt in one group, so it scales across the cluster as training does. Ray must be
-  initialised (a local one is started when it is not).
+  ``tries`` samples per prompt in one group, so it scales across the cluster as training does. When Ray is not
+  initialised yet it connects to ``RAY_ADDRESS`` (``auto`` on a cluster node) or starts a local one.
 
 Results go to ``verifier.jsonl`` in the build's work folder as they come (a rerun asks only for the rest).
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,8 @@ class VerifierSettings:
     """Weights' dtype in the pool's engines."""
     max_model_len: int = 4096
     """Pool engines' context (prompt with image tokens plus the answer)."""
+    pool_start_timeout_s: float = 900.0
+    """Deadline for a pool worker to start (a vLLM engine loading a large model takes minutes)."""
 
     def __post_init__(self):
         if self.backend not in ("endpoint", "pool"):
@@ -100,13 +103,14 @@ def verify_on_pool(items: Iterable, settings: VerifierSettings, path: Path, prom
     from rewards.choices import extract_choice
     from rewards.prompt import PromptBuilder, answer_option_text
 
-    if not ray.is_initialized():
-        ray.init(address="local", include_dashboard=False)
+    if not ray.is_initialized():  # the cluster named by RAY_ADDRESS (e.g. "auto" on a cluster node), else a local one
+        ray.init(address=os.environ.get("RAY_ADDRESS", "local"), include_dashboard=False)
     results = ResultLog(path)
     rollout = RolloutSettings(
         engine=settings.pool_engine, num_workers=settings.pool_workers, min_workers=1,
         max_workers=max(1, settings.pool_workers), group_size=settings.tries, temperature=settings.temperature,
         max_new_tokens=settings.max_new_tokens, use_engine_logprobs=False, max_model_len=settings.max_model_len,
+        placement_timeout_s=settings.pool_start_timeout_s,
     )  # fmt: skip
     pool = RolloutPool(settings.model, rollout, settings.dtype)
     builder = PromptBuilder(prompt)
