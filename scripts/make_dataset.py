@@ -7,8 +7,9 @@
 The VG root holds objects.json, relationships.json, image_data.json and an image folder (images/, VG_100K or
 VG_100K_2). The streamed builder (default; datagen/stream.py) runs in bounded memory on --workers processes and
 resumes a killed build; --writer openai (an LLM on an OpenAI-compatible endpoint writes the questions) and
---verify-model (a VLM keeps the questions it answers right at least once in --verify-tries) add the paper's pipeline. The output is a Hugging Face DatasetDict (splits train and val) written with save_to_disk, plus a
-marker file stvqa_build.json; --overwrite replaces only a folder that holds such a marker, never an input.
+--verify-model (a VLM keeps the questions it answers right at least once in --verify-tries) add the paper's pipeline.
+The output is a Hugging Face DatasetDict (splits train and val) written with save_to_disk, plus a marker file
+stvqa_build.json; --overwrite replaces only a folder that holds such a marker, never an input.
 Bad input stops with exit code 2 and one line "error: ..." naming the file, entry or key.
 """
 
