@@ -38,7 +38,7 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict
 
-from datagen.questions import CATEGORIES, Question, difficulty, make_question, question_subgraph
+from datagen.questions import CATEGORIES, Question, difficulty, make_questions, question_subgraph
 from datagen.schema import COLUMNS, SPLITS, DatasetError, features
 from datagen.vg import ImageFileError, VGImage, image_size, load_visual_genome, read_image, rescale_image
 from rewards.prompt import PromptBuilder, PromptSettings, answer_option_text, format_options
@@ -191,27 +191,34 @@ def assign_categories(candidates: dict[int, dict[str, Question]], settings: Buil
     return picks
 
 
-def split_samples(samples: list[Sample], val_fraction: float, seed: int) -> dict[str, list[Sample]]:
-    """``train``/``val`` split: ``round(val_fraction * n)`` questions of each category (at least one when the
-    category has two or more and ``val_fraction > 0``) go to ``val``, chosen in a seeded order; an image picked
-    for ``val`` takes all its questions there."""
-    by_cat: dict[str, list[Sample]] = {}
-    for s in samples:
-        by_cat.setdefault(s.question.category, []).append(s)
+def val_image_ids(pairs: Iterable[tuple[int, str]], val_fraction: float, seed: int) -> set[int]:
+    """The images of the ``val`` split, from the ``(image_id, category)`` pairs of all questions (rule of
+    :func:`split_samples`; needs only these compact pairs, never the rows)."""
+    by_cat: dict[str, list[int]] = {}
+    for iid, cat in pairs:
+        by_cat.setdefault(cat, []).append(iid)
     val_images: set[int] = set()
     for cat in sorted(by_cat):
-        group = sorted(by_cat[cat], key=lambda s: _hash(seed, "split", s.image.image_id, cat))
+        group = sorted(by_cat[cat], key=lambda iid: _hash(seed, "split", iid, cat))
         n = len(group)
         want = round(val_fraction * n)
         if val_fraction > 0 and n >= 2:
             want = max(1, want)
-        have = sum(1 for s in group if s.image.image_id in val_images)
-        for s in group:
+        have = sum(1 for iid in group if iid in val_images)
+        for iid in group:
             if have >= want:
                 break
-            if s.image.image_id not in val_images:
-                val_images.add(s.image.image_id)
+            if iid not in val_images:
+                val_images.add(iid)
                 have += 1
+    return val_images
+
+
+def split_samples(samples: list[Sample], val_fraction: float, seed: int) -> dict[str, list[Sample]]:
+    """``train``/``val`` split: ``round(val_fraction * n)`` questions of each category (at least one when the
+    category has two or more and ``val_fraction > 0``) go to ``val``, chosen in a seeded order; an image picked
+    for ``val`` takes all its questions there."""
+    val_images = val_image_ids(((s.image.image_id, s.question.category) for s in samples), val_fraction, seed)
     out: dict[str, list[Sample]] = {"train": [], "val": []}
     for s in samples:
         out["val" if s.image.image_id in val_images else "train"].append(s)
@@ -224,6 +231,7 @@ def _row(s: Sample, image_bytes: bytes, builder: PromptBuilder) -> dict:
     letter, text = q.answer_letter, q.answer_text
     option_text = answer_option_text(q.options, letter)
     level, rating = difficulty(q, len(s.scene["objects"]))
+    level, rating = q.facts.get("level", level), q.facts.get("rating", rating)  # a written question's own
     return {
         "image_id": str(s.image.image_id),
         "images": [{"bytes": image_bytes, "path": Path(s.image.image_path).name}],
@@ -243,6 +251,17 @@ def _row(s: Sample, image_bytes: bytes, builder: PromptBuilder) -> dict:
     }
 
 
+def candidate_questions(img: VGImage, settings: BuildSettings, vocabulary: list[str]) -> dict[str, Question]:
+    """One candidate question per category of ``settings`` that ``img`` supports (seeded by ``(seed, image_id,
+    category)``; questions whose scene would be empty are never kept)."""
+    rngs = {cat: _rng(settings.seed, img.image_id, cat) for cat in settings.categories}
+    found = {}
+    for cat, q in make_questions(img, rngs, vocabulary=vocabulary).items():
+        if q is not None and question_subgraph(img, q.question)["objects"]:
+            found[cat] = q
+    return found
+
+
 def make_samples(images: list[VGImage], settings: BuildSettings) -> list[Sample]:
     """Candidate questions for every image and category, balanced by :func:`assign_categories`; each with its
     question-focused scene (questions whose scene would be empty are never kept)."""
@@ -250,11 +269,7 @@ def make_samples(images: list[VGImage], settings: BuildSettings) -> list[Sample]
     by_id = {img.image_id: img for img in images}
     candidates: dict[int, dict[str, Question]] = {}
     for img in images:
-        found = {}
-        for cat in settings.categories:
-            q = make_question(img, cat, _rng(settings.seed, img.image_id, cat), vocabulary=vocabulary)
-            if q is not None and question_subgraph(img, q.question)["objects"]:
-                found[cat] = q
+        found = candidate_questions(img, settings, vocabulary)
         if found:
             candidates[img.image_id] = found
     samples = []
@@ -342,13 +357,32 @@ def save_dataset(
     inputs = list(inputs)
     o = check_output(out, inputs, overwrite)
     o.parent.mkdir(parents=True, exist_ok=True)
-    stamp = f"{os.getpid()}-{time.time_ns()}"
-    tmp = o.parent / f".{o.name}.tmp-{stamp}"
-    old = o.parent / f".{o.name}.old-{stamp}"
+    tmp = o.parent / f".{o.name}.tmp-{os.getpid()}-{time.time_ns()}"
     try:
         dd.save_to_disk(str(tmp))
-        marker = {"tool": TOOL, "format": "stvqa", "counts": {k: len(v) for k, v in dd.items()}, **(info or {})}
-        (tmp / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True))
+        write_marker(tmp, {k: len(v) for k, v in dd.items()}, info)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return install_folder(tmp, out, inputs=inputs, overwrite=overwrite)
+
+
+def write_marker(folder: Path, counts: dict[str, int], info: dict | None) -> None:
+    """Write the marker file (tool name, row counts per split and ``info``) into a dataset ``folder``."""
+    marker = {"tool": TOOL, "format": "stvqa", "counts": counts, **(info or {})}
+    (folder / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True))
+
+
+def install_folder(
+    tmp: Path, out: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = (), overwrite: bool = False
+) -> Path:
+    """Move the finished dataset folder ``tmp`` (a sibling of ``out``) to ``out``: an existing ``out`` is checked
+    again (:func:`check_output`), renamed aside, ``tmp`` renamed into place and the old one removed; on failure
+    ``tmp`` is removed and the old dataset put back. Returns the resolved output path."""
+    inputs = list(inputs)
+    o = _real(out)
+    old = o.parent / f".{o.name}.old-{os.getpid()}-{time.time_ns()}"
+    try:
         if o.exists():
             check_output(out, inputs, overwrite)  # unchanged since the first check?
             os.rename(o, old)

@@ -37,6 +37,7 @@ scene of four or more objects, clamped to 1..10; ``level`` = easy (<= 3), medium
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from collections import Counter
@@ -165,6 +166,7 @@ _IRREGULAR = {
 _IRREGULAR_SINGULAR = {v: k for k, v in _IRREGULAR.items()}
 
 
+@functools.lru_cache(maxsize=1 << 16)  # pure and called millions of times at VG scale
 def pluralize(word: str) -> str:
     """Simple English plural of a noun (the last word of a phrase): ``cup`` -> ``cups``, ``bus`` -> ``buses``,
     ``berry`` -> ``berries``, ``man`` -> ``men``."""
@@ -182,6 +184,7 @@ def pluralize(word: str) -> str:
     return f"{head} {p}" if head else p
 
 
+@functools.lru_cache(maxsize=1 << 16)  # pure and called millions of times at VG scale
 def singularize(word: str) -> str:
     """Simple English singular (noun lemma) of a noun (the last word of a phrase): ``cups`` -> ``cup``,
     ``buses`` -> ``bus``, ``vases`` -> ``vase``, ``berries`` -> ``berry``, ``men`` -> ``man``; singular words
@@ -205,12 +208,17 @@ def singularize(word: str) -> str:
 def word_forms(word: str) -> set[str]:
     """A word (or phrase) with its singular and plural forms; for a word ending in ``s`` also the other possible
     stems (``vases``: ``vase`` and ``vas``), so that matching errs on the side of keeping an object."""
+    return set(_word_forms(word))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _word_forms(word: str) -> frozenset[str]:
     forms = {word, singularize(word), pluralize(word), pluralize(singularize(word))}
     if len(word) > 3 and word.endswith("s"):
         forms.add(word[:-1])
         if word.endswith("es"):
             forms.add(word[:-2])
-    return forms
+    return frozenset(forms)
 
 
 def question_words(question: str, max_ngram: int = 3) -> set[str]:
@@ -220,10 +228,11 @@ def question_words(question: str, max_ngram: int = 3) -> set[str]:
     words: set[str] = set()
     for n in range(1, max_ngram + 1):
         for i in range(len(tokens) - n + 1):
-            words |= word_forms(" ".join(tokens[i : i + n]))
+            words |= _word_forms(" ".join(tokens[i : i + n]))
     return words
 
 
+@functools.lru_cache(maxsize=1 << 16)  # pure and called millions of times at VG scale
 def normalize_name(name: str) -> str:
     """An object name as matched against question words: lower case, ``_``/``-`` as spaces, single spaces."""
     return " ".join(re.sub(r"[_\-]+", " ", name.lower()).split())
@@ -503,7 +512,6 @@ def _existence(s: _Scene, rng: random.Random, vocabulary: list[str]) -> Question
             for k in others
             if not any(geo.relation_holds(pred, o.box, b.box, s.size, loose=True) for o in s.by_key[k])
         ]
-        absent = [v for v in vocabulary if singularize(normalize_name(v)) not in s.present]
         want_yes = rng.random() < 0.5
         if want_yes and holds:
             key, yes = rng.choice(sorted(holds)), True
@@ -511,11 +519,12 @@ def _existence(s: _Scene, rng: random.Random, vocabulary: list[str]) -> Question
         elif clearly_not:
             key, yes = rng.choice(sorted(clearly_not)), False
             name = s.by_key[key][0].name
-        elif absent:
+        else:  # rarely reached: the absent names are listed only here (the vocabulary can hold 10^5 names)
+            absent = [v for v in vocabulary if singularize(normalize_name(v)) not in s.present]
+            if not absent:
+                continue
             name, yes = rng.choice(absent), False
             key = singularize(normalize_name(name))
-        else:
-            continue
         article = "an" if name[0] in "aeiou" else "a"
         text = TEMPLATES["existence"][0].format(article=article, a=name, rel=EXISTENCE_PHRASES[pred], b=b.name)
         opts = ["yes", "no"]
@@ -548,6 +557,17 @@ def make_question(
     dataset) supplies absent names for existence questions. Boxes are taken in the frame of ``img.width`` x
     ``img.height``.
     """
-    if category not in _GENERATORS:
-        raise ValueError(f"unknown question category {category!r}; choose from {', '.join(CATEGORIES)}")
-    return _GENERATORS[category](_Scene(img), rng, list(vocabulary))
+    return make_questions(img, {category: rng}, vocabulary=vocabulary)[category]
+
+
+def make_questions(
+    img: VGImage, rngs: dict[str, random.Random], *, vocabulary: list[str] | tuple[str, ...] = ()
+) -> dict[str, Question | None]:
+    """:func:`make_question` for several categories of one image (the per-image lookups are made once):
+    ``rngs`` maps each category to its random generator; returns the question (or None) per category."""
+    for category in rngs:
+        if category not in _GENERATORS:
+            raise ValueError(f"unknown question category {category!r}; choose from {', '.join(CATEGORIES)}")
+    scene = _Scene(img)
+    vocab = vocabulary if isinstance(vocabulary, (list, tuple)) else list(vocabulary)
+    return {category: _GENERATORS[category](scene, rng, vocab) for category, rng in rngs.items()}

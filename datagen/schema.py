@@ -42,9 +42,13 @@ class DatasetError(ValueError):
     """A dataset, split, column or row that cannot be used; the one-line message names the source and the problem."""
 
 
-def features() -> Features:
-    """The ``datasets`` features of the STVQA schema."""
-    return Features(
+PASSES_COLUMN = "verify_passes"
+"""Extra column of a verified dataset: how many of the verifier's tries answered the question right."""
+
+
+def features(with_passes: bool = False) -> Features:
+    """The ``datasets`` features of the STVQA schema (plus :data:`PASSES_COLUMN` when ``with_passes``)."""
+    feats = Features(
         {
             "image_id": Value("string"),
             "images": HFList(HFImage()),
@@ -63,3 +67,6 @@ def features() -> Features:
             "rating": Value("int32"),
         }
     )
+    if with_passes:
+        feats[PASSES_COLUMN] = Value("int32")
+    return feats

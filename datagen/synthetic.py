@@ -183,3 +183,149 @@ def generate_vg_scenes(
     settings.update(max_objects=max_objects, max_relations=max_relations)
     (out / MARKER).write_text(json.dumps(settings))
     return out
+
+
+VG_SCALE_NAMES = [
+    "man", "woman", "person", "boy", "girl", "player", "tree", "building", "window", "shirt", "wall", "sign", "car",
+    "table", "chair", "cup", "plate", "bottle", "lamp", "book", "dog", "cat", "horse", "bus", "truck", "pole",
+    "street", "sidewalk", "grass", "sky", "cloud", "hat", "jacket", "pants", "shoe", "bag", "phone", "clock",
+    "door", "fence", "bench", "light", "leaf", "hair", "hand", "head", "ear", "eye", "nose", "mouth", "wheel",
+    "tire", "plane", "train", "boat", "water", "rock", "umbrella", "kite", "bird", "elephant", "giraffe", "zebra",
+    "bowl", "pizza", "sandwich", "banana", "orange", "vase", "flower", "pillow", "bed", "couch", "laptop", "screen",
+    "keyboard", "mirror", "sink", "toilet", "tile", "floor", "roof", "helmet", "glove", "racket", "ball", "skateboard",
+    "surfboard", "snow", "ski", "wave", "sand", "shadow", "letter", "number", "logo", "stripe", "post", "tower",
+]  # fmt: skip
+"""Object names of the VG-scale generator (a Visual Genome-like mix, people included for reach questions)."""
+
+VG_SCALE_PREDICATES = [
+    "on", "has", "wearing", "of", "in", "near", "behind", "holding", "next to", "above", "under", "by", "in front of",
+    "on top of", "beside", "sitting on", "standing on", "with", "inside", "below", "left of", "right of",
+]  # fmt: skip
+"""Predicates of the VG-scale generator (common VG predicates, geometric and not)."""
+
+
+def _vg_scale_jpeg(rng: random.Random, size: tuple[int, int], target_kb: int) -> bytes:
+    """A JPEG of about ``target_kb`` KB: coloured rectangles over a noisy background (VG photos are ~170 KB)."""
+    import io
+
+    W, H = size
+    noise = bytes(rng.getrandbits(8) for _ in range(W * H * 3))
+    img = Image.frombytes("RGB", (W, H), noise)
+    draw = ImageDraw.Draw(img)
+    for _ in range(12):
+        x, y = rng.randrange(W), rng.randrange(H)
+        draw.rectangle([x, y, x + rng.randrange(20, 160), y + rng.randrange(20, 120)], fill=rng.choice(_PALETTE))
+    best = b""
+    for quality in (100, 98, 96, 94, 92, 90, 85, 80, 75, 70, 60, 50, 40, 30):
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=quality)
+        best = buf.getvalue()
+        if len(best) <= target_kb * 1024:
+            break
+    return best
+
+
+_SYLLABLES = ("ba", "ko", "ri", "tu", "me", "sa", "lo", "ni", "ve", "da", "pu", "ge", "zo", "fi", "ha", "mu")
+
+
+def _long_tail_name(k: int) -> str:
+    """The ``k``-th rare name (letters only): VG has about 75,000 distinct object names, most of them rare."""
+    word = ""
+    while True:
+        word += _SYLLABLES[k % len(_SYLLABLES)]
+        k //= len(_SYLLABLES)
+        if not k:
+            return word + "x"
+
+
+def _vg_object(rng: random.Random, oid: int, size: tuple[int, int], long_tail: int) -> dict:
+    W, H = size
+    w, h = rng.randint(8, W // 2), rng.randint(8, H // 2)
+    name = rng.choice(VG_SCALE_NAMES) if rng.random() >= 0.08 else _long_tail_name(rng.randrange(long_tail))
+    return {
+        "synsets": [f"{name}.n.01"],
+        "h": h,
+        "object_id": oid,
+        "names": [name],
+        "w": w,
+        "y": rng.randint(0, H - h),
+        "x": rng.randint(0, W - w),
+    }
+
+
+def generate_vg_scale_input(
+    out_dir: str | os.PathLike,
+    n_images: int,
+    *,
+    seed: int = 0,
+    objects_per_image: int = 35,
+    relations_per_image: int = 21,
+    size: tuple[int, int] = (500, 375),
+    distinct_images: int = 8,
+    image_kb: int = 170,
+) -> Path:
+    """Write a Visual Genome-shaped input of ``n_images`` images at VG density (benchmarks of the builder).
+
+    Same JSON layout as VG v1.4 (``image_data.json`` with ``image_id``/``url``/``width``/``height``,
+    ``objects.json`` entries with ``synsets``/``names``/``object_id``/``x``/``y``/``w``/``h``, ``relationships.json``
+    entries whose ``subject``/``object`` repeat the full object); about ``objects_per_image`` objects and
+    ``relations_per_image`` relationships per image (random, +-30%); 8% of the objects carry one of
+    ``0.7 * n_images`` rare names (VG's long tail of names). The JSON files are written entry by entry
+    (memory does not grow with ``n_images``). ``images/<id>.jpg`` are symbolic links to ``distinct_images`` real
+    JPEGs of ``size`` and about ``image_kb`` KB in ``jpegs/`` (so the input costs little disk). Refuses a non-empty
+    folder that does not hold an earlier such input. Returns ``out_dir``.
+    """
+    import orjson
+
+    if n_images < 1:
+        raise ValueError(f"n_images must be >= 1, got {n_images}")
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).is_file())):
+        raise FileExistsError(f"{out} exists and does not hold synthetic VG scenes; refusing to write into it")
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "jpegs").mkdir(exist_ok=True)
+    rng = random.Random(seed)
+    sources = []
+    for k in range(distinct_images):
+        src = out / "jpegs" / f"{k}.jpg"
+        src.write_bytes(_vg_scale_jpeg(rng, size, image_kb))
+        sources.append(src)
+    W, H = size
+    next_obj, next_rel = 1, 1
+    files = {name: open(out / f"{name}.json", "wb") for name in ("image_data", "objects", "relationships")}
+    try:
+        for fh in files.values():
+            fh.write(b"[")
+        for k in range(n_images):
+            iid = k + 1
+            sep = b", " if k else b""
+            n_obj = max(2, round(objects_per_image * rng.uniform(0.7, 1.3)))
+            objs = [_vg_object(rng, next_obj + j, size, max(1, 7 * n_images // 10)) for j in range(n_obj)]
+            next_obj += n_obj
+            rels = []
+            for _ in range(max(1, round(relations_per_image * rng.uniform(0.7, 1.3)))):
+                s, o = rng.sample(objs, 2)
+                pred = rng.choice(VG_SCALE_PREDICATES)
+                rels.append(
+                    {"predicate": pred.upper() if rng.random() < 0.1 else pred, "object": o,
+                     "relationship_id": next_rel, "synsets": [f"{pred.split()[0]}.r.01"], "subject": s}
+                )  # fmt: skip
+                next_rel += 1
+            url = f"https://cs.stanford.edu/people/rak248/VG_100K/{iid}.jpg"
+            info = {"width": W, "url": url, "height": H, "image_id": iid, "coco_id": None, "flickr_id": None}
+            files["image_data"].write(sep + orjson.dumps(info))
+            files["objects"].write(sep + orjson.dumps({"image_id": iid, "objects": objs, "image_url": url}))
+            files["relationships"].write(sep + orjson.dumps({"relationships": rels, "image_id": iid}))
+            link = out / "images" / f"{iid}.jpg"
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(os.path.relpath(sources[k % distinct_images], link.parent))
+        for fh in files.values():
+            fh.write(b"]")
+    finally:
+        for fh in files.values():
+            fh.close()
+    settings = {"n_images": n_images, "seed": seed, "size": [W, H], "objects_per_image": objects_per_image}
+    settings.update(relations_per_image=relations_per_image, kind="vg-scale")
+    (out / MARKER).write_text(json.dumps(settings))
+    return out

@@ -219,6 +219,118 @@ def _find_image(dirs: list[Path], image_id: int) -> str | None:
     return None
 
 
+def entry_image_id(entry: Any, path: Path, i: int) -> int:
+    """The image id of entry ``i`` of a VG file (``image_id``, or ``id`` in ``image_data.json``); a one-line error
+    naming the file and entry when it has none."""
+    return _image_id(entry, path, i)
+
+
+def parse_image_entry(entry: Any, path: Path, i: int, dirs: list[Path]) -> VGImage:
+    """Entry ``i`` of ``image_data.json`` as an image without objects; its file is looked up in ``dirs``."""
+    iid = _image_id(entry, path, i)
+    where = _where(path, i, iid)
+    w = int(_num(entry, "width", where, integer=True, minimum=1))
+    h = int(_num(entry, "height", where, integer=True, minimum=1))
+    return VGImage(image_id=iid, width=w, height=h, image_path=_find_image(dirs, iid))
+
+
+def add_objects_entry(img: VGImage, entry: dict, path: Path, i: int, dropped: set[int]) -> None:
+    """Add the objects of entry ``i`` of ``objects.json`` to ``img`` (clipped to its listed size); the ids of
+    zero-area objects go to ``dropped``."""
+    where = _where(path, i, img.image_id)
+    objs = entry.get("objects")
+    if not isinstance(objs, list):
+        raise VGFormatError(f"{where}: field 'objects' must be a list")
+    for j, od in enumerate(objs):
+        ow = f"{where} object {j}"
+        o = _parse_object(od, ow)
+        if o.object_id in img.objects or o.object_id in dropped:
+            raise VGFormatError(f"{ow}: duplicate object_id {o.object_id} in image_id={img.image_id}")
+        if clip_object(o, img.width, img.height, ow) is None:
+            dropped.add(o.object_id)
+            continue
+        img.objects[o.object_id] = o
+
+
+def add_relationships_entry(img: VGImage, entry: dict, path: Path, i: int, dropped: set[int]) -> None:
+    """Add the relationships of entry ``i`` of ``relationships.json`` to ``img`` (endpoints that only appear here
+    become objects; relationships with a zero-area end are dropped with a warning)."""
+    where = _where(path, i, img.image_id)
+    rels = entry.get("relationships")
+    if not isinstance(rels, list):
+        raise VGFormatError(f"{where}: field 'relationships' must be a list")
+    for j, rd in enumerate(rels):
+        rw = f"{where} relationship {j}"
+        if not isinstance(rd, dict):
+            raise VGFormatError(f"{rw}: must be a JSON object, got {type(rd).__name__}")
+        pred = rd.get("predicate")
+        if not isinstance(pred, str) or not pred.strip():
+            raise VGFormatError(f"{rw}: 'predicate' must be a non-empty string, got {pred!r}")
+        ends = []
+        for role in ("subject", "object"):
+            if role not in rd:
+                raise VGFormatError(f"{rw}: missing field '{role}'")
+            o = _parse_object(rd[role], f"{rw} {role}")
+            if o.object_id not in img.objects and o.object_id not in dropped:
+                # VG lists some endpoints only inside relationships.json
+                if clip_object(o, img.width, img.height, f"{rw} {role}") is None:
+                    dropped.add(o.object_id)
+                else:
+                    img.objects[o.object_id] = o
+            ends.append(o.object_id)
+        if any(oid in dropped for oid in ends):
+            log.warning("%s: an end has a zero-area box; relationship %r dropped", rw, pred.strip())
+            continue
+        rid = rd.get("relationship_id", j)
+        img.relations.append(
+            VGRelation(
+                relationship_id=int(rid) if isinstance(rid, (int, float)) and not isinstance(rid, bool) else j,
+                predicate=" ".join(pred.strip().lower().split()),
+                subject_id=ends[0],
+                object_id=ends[1],
+            )
+        )
+
+
+def vg_paths(
+    root: str | os.PathLike | None,
+    objects_path: str | os.PathLike | None = None,
+    relationships_path: str | os.PathLike | None = None,
+    image_data_path: str | os.PathLike | None = None,
+    image_dir: str | os.PathLike | None = None,
+) -> tuple[Path, Path, Path, list[Path]]:
+    """``(objects, relationships, image_data, image folders)`` of a VG root or of the explicit paths (rules of
+    :func:`load_visual_genome`)."""
+    r = Path(root) if root is not None else None
+    if r is not None and not r.is_dir():
+        raise FileNotFoundError(f"Visual Genome root {r} is not a directory")
+    paths = {}
+    for name, explicit in (
+        ("objects", objects_path),
+        ("relationships", relationships_path),
+        ("image_data", image_data_path),
+    ):
+        if explicit is None and r is None:
+            raise ValueError(f"give either root or {name}_path")
+        paths[name] = Path(explicit) if explicit is not None else r / f"{name}.json"
+    if image_dir is not None:
+        dirs = [Path(image_dir)]
+    else:
+        dirs = [r / d for d in IMAGE_DIRS if (r / d).is_dir()] if r is not None else []
+    return paths["objects"], paths["relationships"], paths["image_data"], dirs
+
+
+def missing_images_error(missing: list[int], image_data: Path, dirs: list[Path]) -> FileNotFoundError:
+    """The error for image files listed in ``image_data`` but not found in ``dirs``."""
+    shown = ", ".join(str(m) for m in missing[:10])
+    return FileNotFoundError(
+        f"{len(missing)} image file(s) listed in {image_data} were not found in "
+        f"{', '.join(str(d) for d in dirs) or '(no image folder)'}: {shown}"
+        + (" ..." if len(missing) > 10 else "")
+        + " (pass require_images=False / --allow-missing-images to skip them)"
+    )
+
+
 def load_visual_genome(
     root: str | os.PathLike | None = None,
     *,
@@ -236,108 +348,32 @@ def load_visual_genome(
     ``image_data.json``. With ``require_images`` every image listed must exist on disk (a missing one is an error
     that names it); otherwise ``image_path`` is None for it. Boxes are clipped to the listed image size.
     """
-    r = Path(root) if root is not None else None
-    if r is not None and not r.is_dir():
-        raise FileNotFoundError(f"Visual Genome root {r} is not a directory")
-    paths = {}
-    for name, explicit in (
-        ("objects", objects_path),
-        ("relationships", relationships_path),
-        ("image_data", image_data_path),
-    ):
-        if explicit is None and r is None:
-            raise ValueError(f"give either root or {name}_path")
-        paths[name] = Path(explicit) if explicit is not None else r / f"{name}.json"
-    op, rp, ip = paths["objects"], paths["relationships"], paths["image_data"]
-    if image_dir is not None:
-        dirs = [Path(image_dir)]
-    else:
-        dirs = [r / d for d in IMAGE_DIRS if (r / d).is_dir()] if r is not None else []
+    op, rp, ip, dirs = vg_paths(root, objects_path, relationships_path, image_data_path, image_dir)
 
     images: dict[int, VGImage] = {}
     for i, e in enumerate(_entries(_read_json(ip), ip)):
         if limit is not None and len(images) >= limit:
             break
-        iid = _image_id(e, ip, i)
-        where = _where(ip, i, iid)
-        if iid in images:
-            raise VGFormatError(f"{where}: duplicate image_id {iid}")
-        w = int(_num(e, "width", where, integer=True, minimum=1))
-        h = int(_num(e, "height", where, integer=True, minimum=1))
-        images[iid] = VGImage(image_id=iid, width=w, height=h, image_path=_find_image(dirs, iid))
+        img = parse_image_entry(e, ip, i, dirs)
+        if img.image_id in images:
+            raise VGFormatError(f"{_where(ip, i, img.image_id)}: duplicate image_id {img.image_id}")
+        images[img.image_id] = img
 
     dropped: dict[int, set[int]] = {iid: set() for iid in images}
     for i, e in enumerate(_entries(_read_json(op), op)):
         iid = _image_id(e, op, i)
-        if iid not in images:
-            continue
-        img = images[iid]
-        where = _where(op, i, iid)
-        objs = e.get("objects")
-        if not isinstance(objs, list):
-            raise VGFormatError(f"{where}: field 'objects' must be a list")
-        for j, od in enumerate(objs):
-            ow = f"{where} object {j}"
-            o = _parse_object(od, ow)
-            if o.object_id in img.objects or o.object_id in dropped[iid]:
-                raise VGFormatError(f"{ow}: duplicate object_id {o.object_id} in image_id={iid}")
-            if clip_object(o, img.width, img.height, ow) is None:
-                dropped[iid].add(o.object_id)
-                continue
-            img.objects[o.object_id] = o
-
+        if iid in images:
+            add_objects_entry(images[iid], e, op, i, dropped[iid])
     for i, e in enumerate(_entries(_read_json(rp), rp)):
         iid = _image_id(e, rp, i)
-        if iid not in images:
-            continue
-        where = _where(rp, i, iid)
-        rels = e.get("relationships")
-        if not isinstance(rels, list):
-            raise VGFormatError(f"{where}: field 'relationships' must be a list")
-        img = images[iid]
-        for j, rd in enumerate(rels):
-            rw = f"{where} relationship {j}"
-            if not isinstance(rd, dict):
-                raise VGFormatError(f"{rw}: must be a JSON object, got {type(rd).__name__}")
-            pred = rd.get("predicate")
-            if not isinstance(pred, str) or not pred.strip():
-                raise VGFormatError(f"{rw}: 'predicate' must be a non-empty string, got {pred!r}")
-            ends = []
-            for role in ("subject", "object"):
-                if role not in rd:
-                    raise VGFormatError(f"{rw}: missing field '{role}'")
-                o = _parse_object(rd[role], f"{rw} {role}")
-                if o.object_id not in img.objects and o.object_id not in dropped[iid]:
-                    # VG lists some endpoints only inside relationships.json
-                    if clip_object(o, img.width, img.height, f"{rw} {role}") is None:
-                        dropped[iid].add(o.object_id)
-                    else:
-                        img.objects[o.object_id] = o
-                ends.append(o.object_id)
-            if any(oid in dropped[iid] for oid in ends):
-                log.warning("%s: an end has a zero-area box; relationship %r dropped", rw, pred.strip())
-                continue
-            rid = rd.get("relationship_id", j)
-            img.relations.append(
-                VGRelation(
-                    relationship_id=int(rid) if isinstance(rid, (int, float)) and not isinstance(rid, bool) else j,
-                    predicate=" ".join(pred.strip().lower().split()),
-                    subject_id=ends[0],
-                    object_id=ends[1],
-                )
-            )
+        if iid in images:
+            add_relationships_entry(images[iid], e, rp, i, dropped[iid])
 
     out = list(images.values())
     if require_images:
         missing = [img.image_id for img in out if img.image_path is None]
         if missing:
-            shown = ", ".join(str(m) for m in missing[:10])
-            raise FileNotFoundError(
-                f"{len(missing)} image file(s) listed in {ip} were not found in "
-                f"{', '.join(str(d) for d in dirs) or '(no image folder)'}: {shown}"
-                + (" ..." if len(missing) > 10 else "")
-                + " (pass require_images=False / --allow-missing-images to skip them)"
-            )
+            raise missing_images_error(missing, ip, dirs)
     return out
 
 

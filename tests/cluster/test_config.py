@@ -43,7 +43,9 @@ def test_defaults_are_the_papers():
     defaults = config_mod.flatten(load_config().to_dict())
     assert {k: defaults[k] for k in PAPER} == PAPER
     preset = config_mod.flatten(load_config(str(ROOT / "cluster/configs/spatialthinker_3b.yaml")).to_dict())
+    # per-GPU resources and memory choices (micro-batch sizes and token budgets, ZeRO-3 buffers) are the preset's
     resources = ("device", "num_cpus", "num_gpus", "micro_batch_size", "gradient_checkpointing", "weight_sync")
+    resources += ("max_tokens_per_micro_batch", "overlap_comm", "param_persistence_threshold")
     differ = {k for k in defaults if defaults[k] != preset[k]}
     other = {k for k in differ - CLUSTER_ONLY if not k.endswith(resources) and k != "rollout.gpu_memory_utilization"}
     assert not other, f"the 3B preset differs from the defaults in {sorted(other)}"
