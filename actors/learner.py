@@ -504,7 +504,10 @@ class ReferencePolicy:
 
     def compute_logprobs(self, group: PromptGroup) -> GroupLogprobs:
         """Reference log-probs of one prompt group (passed by reference, fetched from the object store)."""
-        return group_logprobs(self.model, [group], self.pad_id, self.temperature, self.micro_batch, self.blocked)[0]
+        start = time.time()
+        out = group_logprobs(self.model, [group], self.pad_id, self.temperature, self.micro_batch, self.blocked)[0]
+        out.start, out.end = start, time.time()
+        return out
 
     def ready(self) -> bool:
         return True

@@ -41,6 +41,7 @@ from cluster.config import ConfigError, TrainConfig, flatten, resolve_output_dir
 from cluster.evaluation import build_requests, evaluate_rows
 from cluster.plots import plot_run
 from cluster.pool import GroupResult, RolloutPool
+from cluster.timeline import Timeline
 from cluster.tracking import Tracker, default_uri
 from datagen.stvqa import DatasetError, build_dataset, load_stvqa, task_fields
 from rewards.prompt import PromptBuilder
@@ -126,7 +127,8 @@ class PromptStream:
                 random.Random(self.seed * 100003 + self.epoch).shuffle(self._order)
         return self._order
 
-    def take(self, k: int, step: int) -> list[RolloutRequest]:
+    def take(self, k: int, step: int, offset: int = 0) -> list[RolloutRequest]:
+        """The next ``k`` usable rows as requests of ``step``, numbered from ``offset`` (extra draws of a step)."""
         requests: list[RolloutRequest] = []
         bad_in_a_row = 0
         while len(requests) < k:
@@ -136,8 +138,9 @@ class PromptStream:
             self.pos += 1
             try:
                 fields = task_fields(self.dataset[index])
-                seed = (self.seed * 1_000_003 + step * 10_007 + len(requests)) % 2**31
-                requests.append(make_request(fields, f"s{step}", len(requests), self.prompts, seed))
+                index = offset + len(requests)
+                seed = (self.seed * 1_000_003 + step * 10_007 + index) % 2**31
+                requests.append(make_request(fields, f"s{step}", index, self.prompts, seed))
                 bad_in_a_row = 0
             except DatasetError as e:
                 log.warning("skipping training row %d: %s", index, e)
@@ -243,6 +246,7 @@ class GRPOTrainer:
         self.stop_signal: str | None = None
         self.val_history: dict = {}
         self.last_logged = 0
+        self.pipeline = self.timeline = None
 
     # -- setup ------------------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -281,6 +285,11 @@ class GRPOTrainer:
             run_id=state.get("mlflow_run_id") if state else None,
         )
         self._record_config(state)
+        self.timeline = Timeline(self.out / "timeline.json")
+        if cfg.algo.max_staleness > 0 or cfg.algo.filter_groups:
+            from cluster.pipeline import Pipeline  # it builds on this module
+
+            self.pipeline = Pipeline(self)
         self._start_actors()
         control_mod.write_run_file(self.out, self.run_id, cfg.namespace, ray.get_runtime_context().gcs_address)
         if resume:
@@ -400,11 +409,13 @@ class GRPOTrainer:
         log.info("resumed from %s at step %d", ckpt, self.step)
 
     def save_checkpoint(self) -> Path:
+        # generation may run ahead of training: resume at the first prompt not trained on
+        epoch, pos = self.pipeline.resume_point() if self.pipeline else (self.stream.epoch, self.stream.pos)
         state = {
             "step": self.step,
             "version": self.version,
-            "epoch": self.stream.epoch,
-            "pos": self.stream.pos,
+            "epoch": epoch,
+            "pos": pos,
             "run_id": self.run_id,
             "mlflow_run_id": self.tracker.run_id,
             "model_path": self.model_path,
@@ -442,6 +453,8 @@ class GRPOTrainer:
         return [workers[i % len(workers)].score.remote(r.group) for i, r in enumerate(results)]
 
     def train_step(self) -> dict:
+        if self.pipeline is not None:  # algo.max_staleness > 0 or algo.filter_groups
+            return self.pipeline.train_step()
         cfg, timings = self.cfg, {}
         with timed(timings, "step"):
             self._apply_scaling()
@@ -478,7 +491,13 @@ class GRPOTrainer:
             **step_metrics(timings),
             "data/epoch": self.stream.epoch,
             "data/skipped_rows": len(self.stream.skipped),
+            **self.timeline.sync_step(self.step, timings, results, self._pool_workers()),
         }
+
+    def _pool_workers(self) -> dict:
+        """Workers of each pool, for the busy fractions (the learner ranks work in lock step: one lane)."""
+        refs = 1 if self.reference is not None else 0
+        return {"rollout": self.pool.size(), "reward": len(self.reward_workers), "reference": refs, "learner": 1}
 
     # -- validation -------------------------------------------------------------------------------------------------
     def validation_requests(self) -> list[RolloutRequest]:
