@@ -120,9 +120,11 @@ class LearnerWorker:
         dtype: str,
         temperature: float,
         seed: int = 0,
+        colocate_reference: bool = False,
     ):
         self.device = setup_process(settings.device, settings.torch_threads)
         self.rank, self.world_size = rank, world_size
+        self.colocate_reference, self.reference = colocate_reference, None
         self.model_path, self.settings, self.loss, self.dtype = model_path, settings, loss, dtype
         self.temperature, self.seed = temperature, seed
         self.engine = None
@@ -168,6 +170,12 @@ class LearnerWorker:
         )
         config = deepspeed_config(s, self.world_size, self.grad_accum, self.dtype)
         self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+        if (
+            self.colocate_reference
+        ):  # reference.colocate_with_learner: the initial weights, ZeRO-3 sharded, no optimizer
+            frozen = load_policy(self.model_path, "float32").requires_grad_(False)
+            self.reference, *_ = deepspeed.initialize(model=frozen, config=config)  # no optimizer: ZeRO-3 params only
+            self.reference.eval()
         n_params = sum(getattr(p, "ds_numel", p.numel()) for p in self.engine.module.parameters())
         return {"rank": self.rank, "params": int(n_params), "backend": backend, "zero_stage": s.zero_stage}
 
@@ -178,9 +186,14 @@ class LearnerWorker:
         if len(self.batch) != self.plan.groups_per_rank:
             raise ValueError(f"rank {self.rank} expected {self.plan.groups_per_rank} groups, got {len(self.batch)}")
         self.ref = None
+        seqs = sequences(self.batch)
         if ref_refs is not None:
             self.ref = [lp for g in ray.get(list(ref_refs)) for lp in g.logprobs]
-        seqs = sequences(self.batch)
+        elif self.reference is not None:  # collective: every rank scores its own groups
+            s = self.settings
+            self.ref = sequence_logprobs(
+                self.reference, seqs, self.pad_id, self.temperature, s.micro_batch_size, self.blocked
+            )
         engine_lps = [r.engine_logprobs for g in self.batch for r in g.responses]
         have_engine = all(lp is not None for lp in engine_lps)
         if use_engine_logprobs and have_engine:
@@ -374,8 +387,11 @@ class LearnerGroup:
         temperature: float,
         seed: int = 0,
         actor_options: dict | None = None,
+        colocate_reference: bool = False,
     ):
-        """``actor_options``: extra Ray options for every rank (custom resources, a scheduling strategy)."""
+        """``actor_options``: extra Ray options for every rank (custom resources, a scheduling strategy);
+        ``colocate_reference``: the ranks also hold the reference policy and compute reference log-probs in
+        ``prepare`` when given no reference ObjectRefs (``reference.colocate_with_learner``)."""
         world = settings.num_workers
         self.world_size, self.broken = world, False
         self.plan = BatchPlan(
@@ -387,7 +403,7 @@ class LearnerGroup:
         self.ranks = [
             LearnerWorker.options(
                 num_cpus=settings.num_cpus, num_gpus=settings.num_gpus, **(actor_options or {})
-            ).remote(rank, world, model_path, settings, loss, dtype, temperature, seed)
+            ).remote(rank, world, model_path, settings, loss, dtype, temperature, seed, colocate_reference)
             for rank in range(world)
         ]
         master = self._gather([self.ranks[0].master_address.remote()], "start")[0]

@@ -245,7 +245,8 @@ class Pipeline:
             with self._learner_span(timings, "old_logprobs", step):
                 prep = t.learners.prepare(group_refs, ref_refs, cfg.rollout.use_engine_logprobs)
             with timed(timings, "advantages"):
-                advantages = advantages_of(cfg, rewards, prep.sequence_kl, t.reference is not None)
+                with_reference = t.reference is not None or cfg.reference.colocate_with_learner
+                advantages = advantages_of(cfg, rewards, prep.sequence_kl, with_reference)
             with self._learner_span(timings, "update", step):
                 stats = t.learners.update(advantages.tolist())
             lag = [t.version - v for v in versions]

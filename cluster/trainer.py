@@ -340,13 +340,21 @@ class GRPOTrainer:
             RewardWorker.options(num_cpus=cfg.reward_workers.num_cpus).remote(cfg.reward)
             for _ in range(cfg.reward_workers.num_workers)
         ]
-        if cfg.algo.kl_beta > 0:
+        colocated = cfg.algo.kl_beta > 0 and cfg.reference.colocate_with_learner  # reference on the learner ranks
+        if cfg.algo.kl_beta > 0 and not colocated:
             self.reference = ReferencePolicy.options(
                 num_cpus=cfg.reference.num_cpus, num_gpus=cfg.reference.num_gpus
             ).remote(self.model_path, cfg.reference, self.dtype, r.temperature)
         plan = BatchPlan(cfg.algo.prompts_per_step, cfg.algo.prompts_per_update, r.group_size, cfg.algo.ppo_epochs)
         self.learners = LearnerGroup(
-            self.model_path, cfg.learner, cfg.algo.loss_settings(), plan, self.dtype, r.temperature, cfg.seed
+            self.model_path,
+            cfg.learner,
+            cfg.algo.loss_settings(),
+            plan,
+            self.dtype,
+            r.temperature,
+            cfg.seed,
+            colocate_reference=colocated,
         )
         self.pool = RolloutPool(self.model_path, r, self.dtype, seed=cfg.seed)
         _, unplaced = self.pool.add_workers(r.num_workers)
@@ -472,7 +480,7 @@ class GRPOTrainer:
                 prep = self.learners.prepare(group_refs, ref_refs, cfg.rollout.use_engine_logprobs)
             with timed(timings, "advantages"):
                 scores = torch.tensor([[b.total for b in group] for group in rewards], dtype=torch.float64)
-                if cfg.algo.kl_in == "reward" and self.reference is not None:
+                if cfg.algo.kl_in == "reward" and (self.reference is not None or cfg.reference.colocate_with_learner):
                     scores = scores - cfg.algo.kl_beta * torch.tensor(prep.sequence_kl, dtype=torch.float64)
                 advantages = grpo.group_advantages(
                     scores, unbiased=cfg.algo.unbiased_std, scale=cfg.algo.scale_advantages
