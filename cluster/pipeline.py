@@ -259,7 +259,7 @@ class Pipeline:
             if self._validating_after(t.step):
                 t.pool.drain()  # validation's blocking generate needs the workers free
         wall_end = time.time()
-        self._record(step, results)
+        self._record(step, [r for sub in [batch.submission, *batch.extra] for r in sub.results.values()] + results)
         busy = t.timeline.busy(wall_start, wall_end, t._pool_workers())
         t.timeline.write()
         return {
@@ -294,7 +294,7 @@ class Pipeline:
                 self._recorded.add(key)
                 fresh.append(r)
         self.t.timeline.add_chunks(fresh, step)
-        refs = [r.follow["reference"] for r in results if "reference" in r.follow]
+        refs = {r.follow["reference"]: None for r in results if "reference" in r.follow}  # unique, in order
         refs = [ref for ref in refs if ref.hex() not in self._recorded]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0) if refs else ([], [])
         for ref in ready:

@@ -89,32 +89,11 @@ def test_pool_submit_scores_chunks_from_texts_as_they_land(ray_local, stvqa, tin
 
 
 @pytest.mark.slow
-def test_staleness_1_resumes_after_a_kill_and_writes_the_timeline(tmp_path):
+def test_staleness_1_sigterm_checkpoints_then_resumes_and_writes_the_timeline(tmp_path):
+    """SIGTERM checkpoints after the current step and exits; the checkpoint resumes at the first prompt not trained
+    on (the next step's prompts were already drawn and generated), and the resumed run logs each step once."""
     from cluster.checkpoints import read_state
 
-    out = tmp_path / "run"
-    kill = {"SPATIALTHINKER_KILL_AFTER_SHARDS": "step_2"}
-    rc, log = run_train(out, "--steps", "3", "--set", "save_every=1", *STALE, env=kill)
-    assert rc == -signal.SIGKILL, log[-3000:]
-    assert (out / "checkpoints" / "latest").read_text() == "step_1"
-    # step 2's prompts were drawn (and generated) during step 1: the checkpoint resumes at them, not after them
-    assert read_state(out / "checkpoints" / "step_1")["pos"] == 2
-    rc, log = run_train(out, "--steps", "3", "--set", "save_every=1", *STALE)
-    assert rc == 0, log[-4000:]
-    assert "resumed from" in log and "step 3/3" in log
-    assert metric_steps(out) == [0, 1, 2, 3]
-    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][1:]
-    assert all(0 <= m["rollout/staleness_max"] <= 1 for m in lines)
-    assert lines[-1]["rollout/staleness_max"] == 1  # step 3's prompts were generated while step 2 trained
-    assert all(0 < m["pool/learner_busy"] <= 1 for m in lines)
-    assert all(0 < m["pool/rollout_busy"] <= 1 for m in lines[:-1])  # the last step has nothing left to generate
-    trace = json.loads((out / "timeline.json").read_text())["traceEvents"]
-    pools = {e["cat"] for e in trace if e["ph"] == "X"}
-    assert pools == {"rollout", "reward", "reference", "learner"}
-
-
-@pytest.mark.slow
-def test_staleness_1_sigterm_checkpoints_and_exits(tmp_path):
     out = tmp_path / "run"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("RAY_ADDRESS", None)
@@ -139,11 +118,23 @@ def test_staleness_1_sigterm_checkpoints_and_exits(tmp_path):
     assert p.returncode == 0, output[-3000:]
     assert "SIGTERM received" in output
     latest = (out / "checkpoints" / "latest").read_text()
-    step = int(latest[5:])
-    assert step >= 2
-    from cluster.checkpoints import read_state
+    stopped = int(latest[5:])
+    assert stopped >= 2 and metric_steps(out)[-1] == stopped
+    assert read_state(out / "checkpoints" / latest)["pos"] == 2 * stopped  # 2 prompts per step, none skipped
 
-    assert read_state(out / "checkpoints" / latest)["pos"] == 2 * step  # the prompts generated ahead are redrawn
+    rc, log = run_train(out, "--steps", str(stopped + 2), *STALE)
+    assert rc == 0, log[-4000:]
+    assert "resumed from" in log and f"step {stopped + 2}/{stopped + 2}" in log
+    assert metric_steps(out) == list(range(stopped + 3))  # validation at 0, then every step once
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][1:]
+    assert all(0 <= m["rollout/staleness_max"] <= 1 for m in lines)
+    assert lines[1]["rollout/staleness_max"] == 1  # step 2's prompts were generated while step 1 trained
+    assert lines[-1]["rollout/staleness_max"] == 1  # so were the last step's, after the resume
+    assert all(0 < m["pool/learner_busy"] <= 1 for m in lines)
+    assert all(0 < m["pool/rollout_busy"] <= 1 for m in lines[:-1])  # the last step has nothing left to generate
+    trace = json.loads((out / "timeline.json").read_text())["traceEvents"]
+    assert {e["cat"] for e in trace if e["ph"] == "X"} == {"rollout", "reward", "reference", "learner"}
+    assert {e["args"]["step"] for e in trace if e["ph"] == "X"} >= set(range(1, stopped + 3))
 
 
 @pytest.mark.slow
