@@ -49,6 +49,30 @@ def test_timeline_busy_fractions_and_chrome_trace(tmp_path):
     assert len(again.events) == 4 and again.busy(100.0, 110.0, {"learner": 1})["pool/learner_busy"] == 0.2
 
 
+def test_hf_engine_reports_the_sampling_logprobs(stvqa, tiny_model):
+    """Staleness needs the engine's log-probs as the sampling policy's: the transformers engine reports them, equal to
+    the learner's scoring of the same tokens at the same temperature (full distribution, image tokens blocked)."""
+    import torch
+
+    from actors.model import PromptEncoder, load_policy
+    from actors.policy import Sequence, token_logprobs
+    from actors.rollout import HFGenerateEngine
+    from actors.settings import RolloutSettings
+
+    engine = HFGenerateEngine(tiny_model, RolloutSettings(engine="hf", max_new_tokens=10, temperature=0.7), "float32")
+    groups = engine.generate(make_requests(stvqa, 2), 2)
+    model, encoder = load_policy(tiny_model, "float32").eval(), PromptEncoder(tiny_model)
+    pairs = [(g, r) for g in groups for r in g.responses]
+    seqs = [Sequence(g.prompt, r.token_ids) for g, r in pairs]
+    logprobs, mask = token_logprobs(model, seqs, encoder.pad_token_id, 0.7, blocked=encoder.forbidden_ids)
+    for k, (_, r) in enumerate(pairs):
+        assert len(r.engine_logprobs) == len(r.token_ids) > 0
+        assert torch.allclose(logprobs[k][mask[k]], torch.tensor(r.engine_logprobs), atol=1e-4)
+    assert all(
+        r.engine_logprobs is None for r in engine.generate(make_requests(stvqa, 1), 1, temperature=0.0)[0].responses
+    )
+
+
 def test_pool_submit_scores_chunks_from_texts_as_they_land(ray_local, stvqa, tiny_model):
     """Two submissions queued at once on one worker; each chunk's reward call is attached when it goes out and
     receives only the chunk summary's texts and ground truth (several groups per call)."""
