@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -47,6 +48,34 @@ def test_timeline_busy_fractions_and_chrome_trace(tmp_path):
     assert {"rollout", "learner", "rollout-0", "rollout-1", "ranks"} <= names
     again = Timeline(tmp_path / "timeline.json")  # a resumed run appends to what is there
     assert len(again.events) == 4 and again.busy(100.0, 110.0, {"learner": 1})["pool/learner_busy"] == 0.2
+
+
+def test_capacity_model_overlaps_generation_with_training():
+    from cluster.capacity import Rates, Shape, Split, best, predict
+
+    rates = Rates(generation=100.0, training=50.0, forward=200.0, weight_sync_s=1.0)
+    shape = Shape(responses=10, response_tokens=40.0, prompt_tokens=60.0, learner_old_logprobs=False)
+    # generate 400 tokens / 1 engine = 4 s; update 1000 / (2 x 50) = 10 s; reference 1000 / 200 = 5 s; sync 1 s
+    sync = predict(rates, shape, Split(1, 2, 1), 0)
+    assert sync.step_s == pytest.approx(4 + 5 + 10 + 1)
+    stale = predict(rates, shape, Split(1, 2, 1), 1)
+    assert stale.step_s == pytest.approx(10 + 1) and stale.busy["learner"] == pytest.approx(1.0)
+    assert stale.busy["rollout"] == pytest.approx(5 / 11) and stale.busy["reference"] == pytest.approx(5 / 11)
+    coloc = predict(rates, shape, Split(1, 2, 0), 1)  # the reference's 1000 tokens on 2 ranks: +2.5 s learner time
+    assert coloc.step_s == pytest.approx(12.5 + 1) and "reference" not in coloc.busy
+    assert best(rates, shape, 4, 1).split.devices == 4
+
+
+def test_capacity_model_script_prints_the_table(tmp_path):
+    rates = tmp_path / "rates.json"
+    rates.write_text(json.dumps({"generation": 100.0, "training": 50.0, "forward": 200.0, "weight_sync_s": 1.0}))
+    script = [sys.executable, str(ROOT / "scripts" / "capacity_model.py")]
+    p = subprocess.run([*script, "--rates", str(rates), "--devices", "4", "8"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "| 4 | current: 1 gen / 2 learn / 1 ref | 0 |" in p.stdout and "recommended on 8 devices" in p.stdout
+    rates.write_text(json.dumps({"generation": 100.0}))
+    p = subprocess.run([*script, "--rates", str(rates)], capture_output=True, text=True)
+    assert p.returncode != 0 and "lacks training, forward, weight_sync_s" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_hf_engine_reports_the_sampling_logprobs(stvqa, tiny_model):
