@@ -93,6 +93,8 @@ class Submission:
     """Request position -> :class:`GroupResult`."""
     chunks_left: int = 0
     """Chunks not yet generated."""
+    attempts: dict = field(default_factory=dict)
+    """First request position of a chunk -> failed attempts (its worker died)."""
 
     @property
     def done(self) -> bool:
@@ -115,7 +117,6 @@ class RolloutPool:
     _ids: object = field(default_factory=itertools.count)
     _queue: list = field(default_factory=list)  # submit(): (submission, chunk) not yet handed to a worker
     _running: dict = field(default_factory=dict)  # submit(): summary ref -> (submission, chunk, worker id, follow)
-    _attempts: dict = field(default_factory=dict)  # submit(): (id(submission), first index) -> failed attempts
 
     # -- membership -----------------------------------------------------------------------------------------------
     def _spawn(self) -> _Worker:
@@ -322,8 +323,7 @@ class RolloutPool:
             except DEAD:
                 log.warning("rollout worker %s died; re-queueing prompt groups %s", wid, chunk)
                 self._drop(wid, kill=False, why="died")
-                key = (id(sub), chunk[0])
-                tries = self._attempts[key] = self._attempts.get(key, 0) + 1
+                tries = sub.attempts[chunk[0]] = sub.attempts.get(chunk[0], 0) + 1
                 if tries > self.settings.max_task_retries:
                     raise RuntimeError(f"prompt groups {chunk} failed on {tries} rollout workers") from None
                 self._queue.insert(0, (sub, chunk))
