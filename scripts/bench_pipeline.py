@@ -76,17 +76,20 @@ def summarise(lines: list[dict], skip: int) -> dict:
     return row
 
 
-def measured_rates(row: dict, responses: int, ranks: int):
-    """Per-response-token rates of the synchronous run's phases (the CPU shape's prompts are fixed)."""
+def measured_rates(sync: dict, ahead: dict, responses: int, ranks: int):
+    """Per-response-token rates (the CPU shape's prompts are fixed): generation and update from the synchronous
+    run's phases, the reference's forward pass from its busy time in the staleness-1 run (in the synchronous step
+    the learners' old-log-prob phase waits for it, so no phase of its own times it)."""
     from cluster.capacity import Rates
 
-    tokens = responses * row["rollout/response_tokens_mean"]
+    tokens = responses * sync["rollout/response_tokens_mean"]
+    reference_s = (ahead["reference"] or 0.0) * ahead["step_s"]
     return Rates(
-        generation=tokens / row["time/generate"],
-        training=tokens / (ranks * row["time/update"]),
-        forward=tokens / max(row["time/score"], 1e-6),  # the score phase waits for the reference's forward pass
-        weight_sync_s=row["time/weight_sync"],
-        source="measured by scripts/bench_pipeline.py at staleness 0 (per response token)",
+        generation=tokens / sync["time/generate"],
+        training=tokens / (ranks * sync["time/update"]),
+        forward=tokens / reference_s if reference_s > 0 else float("inf"),
+        weight_sync_s=sync["time/weight_sync"],
+        source="measured by scripts/bench_pipeline.py (per response token)",
     )
 
 
@@ -134,7 +137,7 @@ def main(argv=None) -> int:
     ratio = rows[1]["step_s"] / rows[0]["step_s"]
     print(f"\nstep time at staleness 1 / staleness 0: {ratio:.2f} ({(1 - ratio) * 100:+.0f}% shorter)")
     responses = cfg.algo.prompts_per_step * cfg.rollout.group_size
-    rates = measured_rates(rows[0], responses, cfg.learner.num_workers)
+    rates = measured_rates(rows[0], rows[1], responses, cfg.learner.num_workers)
     (root / "rates.json").write_text(json.dumps(rates.__dict__, indent=2))
     shape = Shape(responses, rows[0]["rollout/response_tokens_mean"], 0.0, learner_old_logprobs=False)
     split = Split(cfg.rollout.num_workers, cfg.learner.num_workers, 1 if cfg.algo.kl_beta > 0 else 0)
