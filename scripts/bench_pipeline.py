@@ -7,7 +7,7 @@
 Both runs use one tiny model and dataset built once under ``--root``, no validation, and give the rollout worker and
 the learner ranks their own Ray CPUs (``rollout.num_cpus``, ``learner.num_cpus``: Ray reserves logical CPUs for them,
 it does not pin cores). Prints, per staleness, the median step time over the steps after the first two, each pool's
-mean busy fraction (``pool/<name>_busy``) and the ratio of the step times; writes the rates measured at staleness 0
+mean busy fraction (``pool/<name>_busy``) and the ratio of the step times; writes the rates it measured
 to ``<root>/rates.json`` (per RESPONSE token, the CPU shape's prompts being fixed) and prints what
 ``cluster/capacity.py`` predicts from them next to what was measured.
 """
