@@ -158,9 +158,11 @@ class LearnerWorker:
         dtype: str,
         temperature: float,
         seed: int = 0,
+        colocate_reference: bool = False,
     ):
         self.device = setup_process(settings.device, settings.torch_threads)
         self.rank, self.world_size = rank, world_size
+        self.colocate_reference, self.reference = colocate_reference, None
         self.model_path, self.settings, self.loss, self.dtype = model_path, settings, loss, dtype
         self.temperature, self.seed = temperature, seed
         self.engine = None
@@ -213,6 +215,12 @@ class LearnerWorker:
             weight_decay=s.weight_decay,
         )
         self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+        if (
+            self.colocate_reference
+        ):  # reference.colocate_with_learner: the initial weights, ZeRO-3 sharded, no optimizer
+            frozen = load_policy(self.model_path, "float32").requires_grad_(False)
+            self.reference, *_ = deepspeed.initialize(model=frozen, config=config)  # no optimizer: ZeRO-3 params only
+            self.reference.eval()
         n_params = sum(getattr(p, "ds_numel", p.numel()) for p in self.engine.module.parameters())
         return {"rank": self.rank, "params": int(n_params), "backend": backend, "zero_stage": s.zero_stage}
 
@@ -223,9 +231,23 @@ class LearnerWorker:
         if len(self.batch) != self.plan.groups_per_rank:
             raise ValueError(f"rank {self.rank} expected {self.plan.groups_per_rank} groups, got {len(self.batch)}")
         self.ref = None
+        seqs = sequences(self.batch)
         if ref_refs is not None:
             self.ref = [lp for g in ray.get(list(ref_refs)) for lp in g.logprobs]
-        seqs = sequences(self.batch)
+        elif self.reference is not None:  # collective: every rank scores its own groups
+            s = self.settings
+            self.ref = sequence_logprobs(
+                self.reference,
+                seqs,
+                self.pad_id,
+                self.temperature,
+                s.micro_batch_size,
+                self.blocked,
+                s.max_tokens_per_micro_batch,
+                s.logprob_chunk_tokens,
+                "learner.max_tokens_per_micro_batch",
+                self._passes_on_every_rank,
+            )
         engine_lps = [r.engine_logprobs for g in self.batch for r in g.responses]
         have_engine = all(lp is not None for lp in engine_lps)
         if use_engine_logprobs and have_engine:
@@ -244,6 +266,7 @@ class LearnerWorker:
                 s.max_tokens_per_micro_batch,
                 s.logprob_chunk_tokens,
                 "learner.max_tokens_per_micro_batch",
+                self._passes_on_every_rank,
             )
             self.diff = self._agreement(engine_lps, self.old) if have_engine else (0.0, 0.0, 0)
         kl = [[0.0] * len(g) for g in self.batch]
@@ -254,6 +277,15 @@ class LearnerWorker:
             ]
             kl = [flat[i * self.plan.group_size : (i + 1) * self.plan.group_size] for i in range(len(self.batch))]
         return PrepareInfo(kl, *self.diff)
+
+    def _passes_on_every_rank(self, passes: int) -> int:
+        """The largest number of forward/backward passes any rank plans for its share (token budgets give ranks
+        different counts; ZeRO-3 gathers and every stage's gradient reduction are collectives that need equal ones)."""
+        if self.world_size == 1:
+            return passes
+        count = torch.tensor([passes], dtype=torch.int64, device=self.engine.device)
+        torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MAX)
+        return int(count.item())
 
     @staticmethod
     def _agreement(engine_lps: list, learner_lps: list[torch.Tensor]) -> tuple[float, float, int]:
@@ -291,12 +323,10 @@ class LearnerWorker:
             for u in range(plan.updates_per_epoch):
                 lo = u * plan.sequences_per_update
                 mini = list(range(lo, lo + plan.sequences_per_update))
-                micro = plan_micro_batches(
-                    [sequence_length(seqs[i]) for i in mini],
-                    s.micro_batch_size,
-                    s.max_tokens_per_micro_batch,
-                    "learner.max_tokens_per_micro_batch",
-                )
+                lengths = [sequence_length(seqs[i]) for i in mini]
+                budget = s.micro_batch_size, s.max_tokens_per_micro_batch, "learner.max_tokens_per_micro_batch"
+                micro = plan_micro_batches(lengths, *budget)
+                micro = plan_micro_batches(lengths, *budget, self._passes_on_every_rank(len(micro.batches)))
                 real_tokens, padded_tokens = real_tokens + micro.tokens, padded_tokens + micro.padded_tokens
                 normalizer = grpo.LossNormalizer.of([len(self.old[i]) for i in mini])
                 for k, part in enumerate(micro.batches):
@@ -453,15 +483,18 @@ class LearnerGroup:
         temperature: float,
         seed: int = 0,
         actor_options: dict | None = None,
+        colocate_reference: bool = False,
     ):
-        """``actor_options``: extra Ray options for every rank (custom resources, a scheduling strategy)."""
+        """``actor_options``: extra Ray options for every rank (custom resources, a scheduling strategy);
+        ``colocate_reference``: the ranks also hold the reference policy and compute reference log-probs in
+        ``prepare`` when given no reference ObjectRefs (``reference.colocate_with_learner``)."""
         world = settings.num_workers
         self.world_size, self.broken = world, False
         self.plan = plan.per_rank(world)
         self.ranks = [
             LearnerWorker.options(
                 num_cpus=settings.num_cpus, num_gpus=settings.num_gpus, **(actor_options or {})
-            ).remote(rank, world, model_path, settings, loss, dtype, temperature, seed)
+            ).remote(rank, world, model_path, settings, loss, dtype, temperature, seed, colocate_reference)
             for rank in range(world)
         ]
         master = self._gather([self.ranks[0].master_address.remote()], "start")[0]
@@ -578,8 +611,8 @@ class ReferencePolicy:
 
     def compute_logprobs(self, group: PromptGroup) -> GroupLogprobs:
         """Reference log-probs of one prompt group (passed by reference, fetched from the object store)."""
-        s = self.settings
-        return group_logprobs(
+        s, start = self.settings, time.time()
+        out = group_logprobs(
             self.model,
             [group],
             self.pad_id,
@@ -590,6 +623,8 @@ class ReferencePolicy:
             s.logprob_chunk_tokens,
             "reference.max_tokens_per_micro_batch",
         )[0]
+        out.start, out.end = start, time.time()
+        return out
 
     def ready(self) -> bool:
         return True

@@ -8,6 +8,7 @@ repeats them only in local memory for the forward pass.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -276,7 +277,11 @@ class MicroBatchPlan:
 
 
 def plan_micro_batches(
-    lengths: list[int], micro_batch_size: int, max_tokens: int | None = None, setting: str = "max_tokens"
+    lengths: list[int],
+    micro_batch_size: int,
+    max_tokens: int | None = None,
+    setting: str = "max_tokens",
+    min_count: int = 0,
 ) -> MicroBatchPlan:
     """Cut sequences of ``lengths`` tokens into micro-batches.
 
@@ -285,6 +290,11 @@ def plan_micro_batches(
       length, a sequence joining the first micro-batch where (sequences x longest) stays within ``max_tokens``
       (right padding makes that the size of the pass); ``micro_batch_size`` is not used. A sequence longer than the
       budget gets a micro-batch of its own, with a warning naming ``setting``.
+
+    ``min_count``: split the micro-batches with the most sequences in two until there are at least this many (at
+    most one per sequence). ZeRO-3 gathers parameters and reduces gradients in collectives on every forward and
+    backward, so all ranks must make the same number of passes: the learner asks every rank for its count and plans
+    again with the largest (verl balances its dynamic micro-batches across ranks the same way).
     """
     order = range(len(lengths))
     if not max_tokens:
@@ -302,6 +312,10 @@ def plan_micro_batches(
             else:
                 batches.append([i])
                 longest.append(lengths[i])
+    while len(batches) < min(min_count, len(lengths)):
+        widest = max(range(len(batches)), key=lambda b: len(batches[b]))
+        members = batches[widest]  # more than one: fewer batches than sequences
+        batches[widest : widest + 1] = [members[: len(members) // 2], members[len(members) // 2 :]]
     padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
     return MicroBatchPlan(batches, sum(lengths), padded)
 
@@ -316,10 +330,15 @@ def sequence_logprobs(
     max_tokens: int | None = None,
     chunk_tokens: int = LOGPROB_CHUNK_TOKENS,
     setting: str = "max_tokens_per_micro_batch",
+    align: Callable[[int], int] | None = None,
 ) -> list:
     """Response-token log-probs of many sequences, in micro-batches of :func:`plan_micro_batches` (``micro_batch``
-    sequences, or up to ``max_tokens`` padded tokens): a list of 1-D CPU tensors in ``batch`` order."""
-    plan = plan_micro_batches([sequence_length(s) for s in batch], micro_batch, max_tokens, setting)
+    sequences, or up to ``max_tokens`` padded tokens): a list of 1-D CPU tensors in ``batch`` order. ``align`` maps
+    this process's number of passes to the number every ZeRO-3 rank makes (see ``min_count`` there)."""
+    lengths = [sequence_length(s) for s in batch]
+    plan = plan_micro_batches(lengths, micro_batch, max_tokens, setting)
+    if align is not None:
+        plan = plan_micro_batches(lengths, micro_batch, max_tokens, setting, align(len(plan.batches)))
     out: list = [None] * len(batch)
     for ids in plan.batches:
         part = [batch[i] for i in ids]

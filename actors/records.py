@@ -129,6 +129,35 @@ class GroupLogprobs:
 
     logprobs: list[torch.Tensor]
     """``n`` float32 tensors, the k-th of shape [T_r of response k]."""
+    start: float = 0.0
+    """Wall-clock time (``time.time()``) the computation began, for the run's timeline; 0 when not measured."""
+    end: float = 0.0
+    """Wall-clock time it ended."""
+
+
+@dataclass
+class ScoreRequest:
+    """What a reward worker needs to score one prompt group: the response texts and the ground truth, never the
+    image tensors. A rollout worker puts one per group into its chunk summary (key ``score``)."""
+
+    uid: str
+    """The prompt group's uid."""
+    texts: list[str]
+    """[n] decoded responses."""
+    sample: TaskSample
+    """Ground truth and original image size."""
+
+
+@dataclass
+class GroupScores:
+    """A reward worker's answer for several prompt groups scored in one call."""
+
+    rewards: list[list]
+    """[groups][n] :class:`rewards.spatial.RewardBreakdown`, in the order of the requests."""
+    start: float = 0.0
+    """Wall-clock time (``time.time()``) scoring began, for the run's timeline."""
+    end: float = 0.0
+    """Wall-clock time it ended."""
 
 
 @dataclass

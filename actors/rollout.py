@@ -20,7 +20,7 @@ import torch
 from actors.common import setup_process
 from actors.model import PromptEncoder, load_policy
 from actors.policy import image_inputs
-from actors.records import EncodedPrompt, PromptGroup, Response, RolloutRequest
+from actors.records import EncodedPrompt, PromptGroup, Response, RolloutRequest, ScoreRequest
 from actors.settings import RolloutSettings
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,8 @@ class HFGenerateEngine:
             image_inputs(ids, [p.images for p in prompts if p.images is not None], self.model.config.image_token_id)
         )
         kwargs = {k: v.to(self.device) for k, v in kwargs.items()}
-        sampling = {"temperature": temperature, "top_p": top_p} if temperature > 0 else {}
+        # top_k=0: the full distribution, as vLLM samples it (transformers' default is top-50)
+        sampling = {"temperature": temperature, "top_p": top_p, "top_k": 0} if temperature > 0 else {}
         with torch.no_grad():
             out = self.model.generate(
                 **kwargs,
@@ -102,15 +103,24 @@ class HFGenerateEngine:
                 eos_token_id=eos,
                 pad_token_id=pad,
                 suppress_tokens=self.encoder.forbidden_ids,
+                output_scores=True,
+                return_dict_in_generate=True,
             )
+        # the scores are the processed logits the tokens were sampled from (temperature applied, suppressed tokens at
+        # -inf): their log-softmax at each sampled token is the sampling policy's log-prob, as vLLM reports it
+        sampled = out.sequences[:, width:]
+        steps = torch.stack(out.scores, 1).float().log_softmax(-1) if out.scores else None
         result = []
         for j in range(len(prompts)):
-            tokens = out[j, width:].tolist()
+            tokens = sampled[j].tolist()
             reason = "stop" if eos in tokens else "length"
             if reason == "stop":
                 tokens = tokens[: tokens.index(eos) + 1]
             tokens, reason = cut_forbidden(tokens, self.forbidden, reason)
-            result.append(Response(tokens, self.encoder.decode(tokens), reason))
+            lps = None
+            if steps is not None and temperature > 0:
+                lps = steps[j, torch.arange(len(tokens)), sampled[j, : len(tokens)]].tolist()
+            result.append(Response(tokens, self.encoder.decode(tokens), reason, lps))
         return result
 
 
@@ -156,7 +166,7 @@ class RolloutWorker:
         """Returns ``(summary, group_0, ..., group_k)``; call with ``.options(num_returns=len(requests) + 1)`` so each
         prompt group becomes its own object and travels on by reference. ``sampling`` overrides temperature, top_p
         and max_new_tokens (validation)."""
-        start = time.perf_counter()
+        start, wall_start = time.perf_counter(), time.time()
         groups = self.engine.generate(requests, n, **(sampling or {}))
         seconds = time.perf_counter() - start
         for g in groups:
@@ -168,5 +178,8 @@ class RolloutWorker:
             "version": self.version,
             "response_tokens": sum(g.response_tokens for g in groups),
             "truncated": sum(1 for g in groups for r in g.responses if not r.finished),
+            "start": wall_start,
+            "end": wall_start + seconds,
+            "score": [ScoreRequest(g.uid, [r.text for r in g.responses], g.sample) for g in groups],
         }
         return (summary, *groups)

@@ -341,6 +341,11 @@ class ReferenceSettings:
     torch_threads: int = 1
     """torch intra-op threads."""
 
+    colocate_with_learner: bool = False
+    """Compute reference log-probs on the learner ranks (a frozen copy of the initial weights, ZeRO-3 sharded like
+    the policy, no optimizer state) instead of in a reference actor with resources of its own; ``num_cpus``,
+    ``num_gpus`` and ``device`` are then unused."""
+
     def __post_init__(self):
         _check(self.device in DEVICES, f"reference.device must be auto, cpu or cuda, got {self.device!r}")
         for name in ("micro_batch_size", "torch_threads"):

@@ -49,6 +49,9 @@ class GroupResult:
     """Worker id, seconds, response tokens, truncated responses."""
     group: ray.ObjectRef
     """ObjectRef of the :class:`actors.records.PromptGroup`."""
+    follow: dict = field(default_factory=dict)
+    """What a :meth:`RolloutPool.submit` caller attached to the group when its chunk went out (follow-up calls such
+    as its reward and reference log-probs, which start as soon as the chunk is generated)."""
 
 
 @dataclass
@@ -75,6 +78,34 @@ class ScaleResult:
 
 
 @dataclass
+class Submission:
+    """Requests handed to :meth:`RolloutPool.submit`; their groups arrive in ``results`` as chunks finish."""
+
+    requests: list
+    """The :class:`actors.records.RolloutRequest` s, in order."""
+    n: int
+    """Responses per request."""
+    sampling: dict | None = None
+    """Sampling overrides, as :meth:`RolloutPool.generate` takes them."""
+    follow: object = None
+    """Called as ``follow(chunk, summary_ref, group_refs) -> list[dict]`` each time a chunk is handed to a worker
+    (again after a re-queue): one dict per group, stored as :attr:`GroupResult.follow`."""
+    results: dict = field(default_factory=dict)
+    """Request position -> :class:`GroupResult`."""
+    chunks_left: int = 0
+    """Chunks not yet generated."""
+    attempts: dict = field(default_factory=dict)
+    """First request position of a chunk -> failed attempts (its worker died)."""
+
+    @property
+    def done(self) -> bool:
+        return self.chunks_left == 0
+
+    def ordered(self) -> list[GroupResult]:
+        return [self.results[i] for i in range(len(self.requests))]
+
+
+@dataclass
 class RolloutPool:
     model_path: str
     settings: RolloutSettings
@@ -85,6 +116,8 @@ class RolloutPool:
     version: int = 0
     events: list = field(default_factory=list)
     _ids: object = field(default_factory=itertools.count)
+    _queue: list = field(default_factory=list)  # submit(): (submission, chunk) not yet handed to a worker
+    _running: dict = field(default_factory=dict)  # submit(): summary ref -> (submission, chunk, worker id, follow)
 
     # -- membership -----------------------------------------------------------------------------------------------
     def _spawn(self) -> _Worker:
@@ -240,9 +273,85 @@ class RolloutPool:
                     results[i] = GroupResult(i, summary, group)
         return [results[i] for i in range(len(requests))]
 
+    # -- non-blocking generation (cluster/pipeline.py) -------------------------------------------------------------
+    def submit(self, requests: list[RolloutRequest], n: int, sampling: dict | None = None, follow=None) -> Submission:
+        """Queue ``n`` responses for each request and return at once; :meth:`poll` (or :meth:`collect`) hands the
+        chunks to workers as they free up and records finished groups in the returned :class:`Submission`. Chunks
+        are cut as :meth:`generate` cuts them; a worker's calls run in order, so a weight update sent while chunks
+        are queued on it lands between two chunks (engine batches)."""
+        sub = Submission(list(requests), n, sampling, follow)
+        per_task = max(1, -(-len(requests) // (2 * max(1, len(self.workers)))))
+        chunks = [list(range(i, min(i + per_task, len(requests)))) for i in range(0, len(requests), per_task)]
+        sub.chunks_left = len(chunks)
+        self._queue.extend((sub, c) for c in chunks)
+        self._dispatch()
+        return sub
+
+    def _dispatch(self) -> None:
+        while self._queue and self.workers:
+            w = min(self.workers.values(), key=lambda x: x.inflight)
+            if w.inflight >= 2:
+                return
+            sub, chunk = self._queue.pop(0)
+            refs = w.handle.generate.options(num_returns=len(chunk) + 1).remote(
+                [sub.requests[i] for i in chunk], sub.n, sub.sampling
+            )
+            follow = sub.follow(chunk, refs[0], refs[1:]) if sub.follow else [{} for _ in chunk]
+            w.inflight += 1
+            w.tasks += 1
+            self._running[refs[0]] = (sub, chunk, w.wid, refs[1:], follow)
+
+    def poll(self, timeout: float = 1.0) -> int:
+        """Wait up to ``timeout`` s for running chunks; record the finished ones, re-queue those whose worker died
+        (replacing it), hand queued chunks out. Returns the number of chunks finished."""
+        if self._queue and not self.workers:
+            self._refill()
+        self._dispatch()
+        if not self._running:
+            return 0
+        pending = list(self._running)
+        done, rest = ray.wait(pending, num_returns=1, timeout=timeout)
+        if done and rest:
+            more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+            done += more
+        finished = 0
+        for ref in done:
+            sub, chunk, wid, group_refs, follow = self._running.pop(ref)
+            if wid in self.workers:
+                self.workers[wid].inflight -= 1
+            try:
+                summary = ray.get(ref)
+            except DEAD:
+                log.warning("rollout worker %s died; re-queueing prompt groups %s", wid, chunk)
+                self._drop(wid, kill=False, why="died")
+                tries = sub.attempts[chunk[0]] = sub.attempts.get(chunk[0], 0) + 1
+                if tries > self.settings.max_task_retries:
+                    raise RuntimeError(f"prompt groups {chunk} failed on {tries} rollout workers") from None
+                self._queue.insert(0, (sub, chunk))
+                self._refill()
+                continue
+            for i, group, extra in zip(chunk, group_refs, follow):
+                sub.results[i] = GroupResult(i, summary, group, extra)
+            sub.chunks_left -= 1
+            finished += 1
+        self._dispatch()
+        return finished
+
+    def collect(self, sub: Submission) -> list[GroupResult]:
+        """Poll until every chunk of ``sub`` is generated; its groups in request order."""
+        while not sub.done:
+            self.poll()
+        return sub.ordered()
+
+    def drain(self) -> None:
+        """Wait until no chunk handed out by :meth:`submit` is running (queued ones stay queued), so that a blocking
+        :meth:`generate` (validation) finds the workers free."""
+        while self._running:
+            self.poll()
+
     def shutdown(self) -> None:
         for wid in list(self.workers):
             self._drop(wid, kill=True, why="shutdown")
 
 
-__all__ = ["DEAD", "GetTimeoutError", "GroupResult", "NoRolloutWorkers", "RolloutPool", "ScaleResult"]
+__all__ = ["DEAD", "GetTimeoutError", "GroupResult", "NoRolloutWorkers", "RolloutPool", "ScaleResult", "Submission"]

@@ -4,7 +4,7 @@ One step, as named timed phases::
 
     generate        prompts --> RolloutPool (elastic) --> PromptGroup ObjectRefs
     score           ObjectRefs --> RewardWorkers (rewards), and ReferencePolicy (reference log-probs) started beside
-    reference_logprobs  the wait for the reference log-probs that outlast the rewards (with KL only)
+    reference       the wait for the reference log-probs that outlast the rewards (with KL only)
     old_logprobs    LearnerGroup.prepare: ranks fetch their groups (and reference log-probs), compute old log-probs
                     and engine agreement
     advantages      group-relative advantages from the rewards (minus sequence KL when KL is in the reward)
@@ -41,6 +41,7 @@ from cluster.checkpoints import CheckpointError, CheckpointStore, atomic_write, 
 from cluster.config import ConfigError, TrainConfig, flatten, resolve_output_dir
 from cluster.plots import plot_run
 from cluster.pool import GroupResult, RolloutPool
+from cluster.timeline import Timeline
 from cluster.tracking import Tracker, default_uri
 from datagen.corpus import tokenizer_corpus
 from datagen.stvqa import DatasetError, build_dataset, load_stvqa, task_fields
@@ -133,7 +134,8 @@ class PromptStream:
                 random.Random(self.seed * 100003 + self.epoch).shuffle(self._order)
         return self._order
 
-    def take(self, k: int, step: int) -> list[RolloutRequest]:
+    def take(self, k: int, step: int, offset: int = 0) -> list[RolloutRequest]:
+        """The next ``k`` usable rows as requests of ``step``, numbered from ``offset`` (extra draws of a step)."""
         requests: list[RolloutRequest] = []
         bad_in_a_row = 0
         while len(requests) < k:
@@ -143,8 +145,9 @@ class PromptStream:
             self.pos += 1
             try:
                 fields = task_fields(self.dataset[index])
-                seed = (self.seed * 1_000_003 + step * 10_007 + len(requests)) % 2**31
-                requests.append(make_request(fields, f"s{step}", len(requests), self.prompts, seed))
+                index = offset + len(requests)
+                seed = (self.seed * 1_000_003 + step * 10_007 + index) % 2**31
+                requests.append(make_request(fields, f"s{step}", index, self.prompts, seed))
                 bad_in_a_row = 0
             except DatasetError as e:
                 log.warning("skipping training row %d: %s", index, e)
@@ -261,6 +264,7 @@ class GRPOTrainer:
         self.dtype = ""
         self.run_id = ""
         self.control = None
+        self.pipeline = self.timeline = None
 
     # -- setup ------------------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -299,6 +303,11 @@ class GRPOTrainer:
             run_id=state.get("mlflow_run_id") if state else None,
         )
         self._record_config(state)
+        self.timeline = Timeline(self.out / "timeline.json")
+        if cfg.algo.max_staleness > 0 or cfg.algo.filter_groups:
+            from cluster.pipeline import Pipeline  # it builds on this module
+
+            self.pipeline = Pipeline(self)
         self._start_actors()
         control_mod.write_run_file(self.out, self.run_id, cfg.namespace, ray.get_runtime_context().gcs_address)
         if resume:
@@ -349,13 +358,21 @@ class GRPOTrainer:
             RewardWorker.options(num_cpus=cfg.reward_workers.num_cpus).remote(cfg.reward)
             for _ in range(cfg.reward_workers.num_workers)
         ]
-        if cfg.algo.kl_beta > 0:
+        colocated = cfg.algo.kl_beta > 0 and cfg.reference.colocate_with_learner  # reference on the learner ranks
+        if cfg.algo.kl_beta > 0 and not colocated:
             self.reference = ReferencePolicy.options(
                 num_cpus=cfg.reference.num_cpus, num_gpus=cfg.reference.num_gpus
             ).remote(self.model_path, cfg.reference, self.dtype, r.temperature)
         plan = BatchPlan(cfg.algo.prompts_per_step, cfg.algo.prompts_per_update, r.group_size, cfg.algo.ppo_epochs)
         self.learners = LearnerGroup(
-            self.model_path, cfg.learner, cfg.algo.loss_settings(), plan, self.dtype, r.temperature, cfg.seed
+            self.model_path,
+            cfg.learner,
+            cfg.algo.loss_settings(),
+            plan,
+            self.dtype,
+            r.temperature,
+            cfg.seed,
+            colocate_reference=colocated,
         )
         self.pool = RolloutPool(self.model_path, r, self.dtype, seed=cfg.seed)
         _, unplaced = self.pool.add_workers(r.num_workers)
@@ -418,11 +435,13 @@ class GRPOTrainer:
         log.info("resumed from %s at step %d", ckpt, self.step)
 
     def save_checkpoint(self) -> Path:
+        # generation may run ahead of training: resume at the first prompt not trained on
+        epoch, pos = self.pipeline.resume_point() if self.pipeline else (self.stream.epoch, self.stream.pos)
         state = {
             "step": self.step,
             "version": self.version,
-            "epoch": self.stream.epoch,
-            "pos": self.stream.pos,
+            "epoch": epoch,
+            "pos": pos,
             "run_id": self.run_id,
             "mlflow_run_id": self.tracker.run_id,
             "model_path": self.model_path,
@@ -460,6 +479,8 @@ class GRPOTrainer:
         return [workers[i % len(workers)].score.remote(r.group) for i, r in enumerate(results)]
 
     def train_step(self) -> dict:
+        if self.pipeline is not None:  # algo.max_staleness > 0 or algo.filter_groups
+            return self.pipeline.train_step()
         cfg, timings = self.cfg, {}
         with timed(timings, "step"):
             self._apply_scaling()
@@ -473,14 +494,14 @@ class GRPOTrainer:
                 reward_refs = self._score(results)
                 ref_refs = [self.reference.compute_logprobs.remote(g) for g in group_refs] if self.reference else None
                 rewards = ray.get(reward_refs)
-            with timed(timings, "reference_logprobs"):  # computed beside the rewards: what is left to wait for
+            with timed(timings, "reference"):  # computed beside the rewards: what is left to wait for
                 if ref_refs:
                     ray.wait(ref_refs, num_returns=len(ref_refs), fetch_local=False)
             with timed(timings, "old_logprobs"):
                 prep = self.learners.prepare(group_refs, ref_refs, cfg.rollout.use_engine_logprobs)
             with timed(timings, "advantages"):
                 scores = torch.tensor([[b.total for b in group] for group in rewards], dtype=torch.float64)
-                if cfg.algo.kl_in == "reward" and self.reference is not None:
+                if cfg.algo.kl_in == "reward" and (self.reference is not None or cfg.reference.colocate_with_learner):
                     scores = scores - cfg.algo.kl_beta * torch.tensor(prep.sequence_kl, dtype=torch.float64)
                 advantages = grpo.group_advantages(
                     scores, unbiased=cfg.algo.unbiased_std, scale=cfg.algo.scale_advantages
@@ -499,7 +520,13 @@ class GRPOTrainer:
             **step_metrics(timings),
             "data/epoch": self.stream.epoch,
             "data/skipped_rows": len(self.stream.skipped),
+            **self.timeline.sync_step(self.step, timings, results, self._pool_workers()),
         }
+
+    def _pool_workers(self) -> dict:
+        """Workers of each pool, for the busy fractions (the learner ranks work in lock step: one lane)."""
+        refs = 1 if self.reference is not None else 0
+        return {"rollout": self.pool.size(), "reward": len(self.reward_workers), "reference": refs, "learner": 1}
 
     # -- validation -------------------------------------------------------------------------------------------------
     def validation_requests(self) -> list[RolloutRequest]:

@@ -129,6 +129,18 @@ def test_token_budget_packing_respects_the_budget(caplog):
     assert plan.padding_fraction < fixed.padding_fraction
 
 
+def test_min_count_gives_every_rank_the_same_number_of_passes():
+    """ZeRO-3 ranks must make equal numbers of passes: a rank with fewer micro-batches splits its widest ones."""
+    short, long = [100] * 8, [1000, 900, 800, 700, 600, 500, 400, 300]
+    few, many = plan_micro_batches(short, 2, 1600), plan_micro_batches(long, 2, 1600)
+    assert len(few.batches) < len(many.batches)
+    aligned = plan_micro_batches(short, 2, 1600, min_count=len(many.batches))
+    assert len(aligned.batches) == len(many.batches)
+    assert sorted(i for b in aligned.batches for i in b) == list(range(8)) and all(aligned.batches)
+    assert all(len(b) * 100 <= 1600 for b in aligned.batches)
+    assert len(plan_micro_batches(short, 2, 1600, min_count=50).batches) == 8  # at most one pass per sequence
+
+
 @pytest.mark.parametrize("mode", LOSS_AGG_MODES)
 def test_micro_batched_loss_and_gradient_equal_the_whole_mini_batch(policy, mode):
     """Fixed-count and token-budget micro-batches, each micro-batch's loss normalised by the mini-batch's counts,
