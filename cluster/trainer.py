@@ -7,7 +7,7 @@ One step, as named timed phases::
     old_logprobs    LearnerGroup.prepare: ranks fetch their groups, compute old log-probs and engine agreement
     advantages      group-relative advantages from the rewards (minus sequence KL when KL is in the reward)
     update          LearnerGroup.update: mini-batch optimizer steps on every rank
-    weight_sync     rank 0's gathered state dict --> object store --> every rollout engine
+    weight_sync     learner buckets (one gathered at a time) --> object store --> every rollout engine
 
 Trajectories never pass through the driver: it holds ObjectRefs and the small reward records.
 """
@@ -187,7 +187,12 @@ def prepare_model(cfg: TrainConfig, out: Path, train_rows, prompts: PromptBuilde
     done = target / "warm_start.json"
     if done.exists():
         return str(target)
-    spec = TinyModelSpec(hidden_size=cfg.model.tiny_hidden_size, num_layers=cfg.model.tiny_layers, seed=cfg.seed)
+    spec = TinyModelSpec(
+        hidden_size=cfg.model.tiny_hidden_size,
+        num_layers=cfg.model.tiny_layers,
+        seed=cfg.seed,
+        tie_word_embeddings=cfg.model.tiny_tie_word_embeddings,
+    )
     path = build_tiny_model(target, spec)
     samples = []
     for i in range(len(train_rows)):
@@ -422,11 +427,7 @@ class GRPOTrainer:
 
     # -- one step ---------------------------------------------------------------------------------------------------
     def _sync_weights(self) -> None:
-        r = self.cfg.rollout
-        if r.weight_sync == "nccl":
-            self.pool.sync_weights_nccl(self.learners, self.version, r.weight_sync_bucket_mb)
-        else:
-            self.pool.sync_weights(self.learners.weights(), self.version)
+        self.pool.sync_weights(self.learners, self.version)
 
     def _apply_scaling(self) -> None:
         desired = ray.get(self.control.desired_rollout_workers.remote())
