@@ -7,9 +7,10 @@ workers between steps; new workers receive the latest weights before they take w
 goes on with the workers it has.
 
 Weight sync (``sync_weights``): the learner streams its weights bucket by bucket (:mod:`actors.weight_sync`); on the
-object-store path every engine loads each bucket as it arrives and the pool releases a bucket once every engine has
-it. A sync has a deadline (``rollout.weight_sync_timeout_s``): engines that have not acknowledged it by then, or that
-die during it, are dropped and replaced, and the replacements receive the current weights before they take work.
+object-store path every engine loads each bucket as it arrives and a bucket is freed once every engine has it (at
+most two buckets live). Every part of a sync an engine is sent (start, each bucket, finish) has a deadline
+(``rollout.weight_sync_timeout_s`` after it was sent): engines that miss it, or die during the sync, are dropped and
+replaced, and the replacements receive the current weights before they take work.
 Each engine gets its own placement group (one bundle of ``num_gpus * tensor_parallel_size`` GPUs on one node).
 """
 
@@ -243,18 +244,18 @@ class RolloutPool:
         fail or miss the deadline are dropped (not yet replaced). The learner's stream is always consumed to its end:
         its ranks gather in lockstep."""
         s, in_flight = self.settings, 2
-        deadline = time.monotonic() + s.weight_sync_timeout_s
         live = {w.wid: w for w in workers}
         late: set[str] = set()
         report = SyncReport(version, 0)
-        window: list[tuple[object, dict]] = []  # (bucket ref, {wid: load ref}), oldest first
+        window: list[tuple[float, dict]] = []  # (time sent, {wid: load ref}) per bucket, oldest first
 
-        def settle(calls: dict) -> None:
-            """Wait (until the deadline) for one call per engine; engines whose call failed or is late are dropped."""
-            left = max(0.0, deadline - time.monotonic())
+        def settle(sent: float, calls: dict) -> None:
+            """Wait for one call per engine until ``weight_sync_timeout_s`` after it was sent; engines whose call
+            failed or is late are dropped (one frozen engine costs the others at most one timeout per sync)."""
+            calls = {wid: ref for wid, ref in calls.items() if wid in live}
+            left = max(0.0, sent + s.weight_sync_timeout_s - time.monotonic())
             refs = list(calls.values())
-            done, _ = ray.wait(refs, num_returns=len(refs), timeout=left, fetch_local=True) if refs else ([], [])
-            done = set(done)
+            done = set(ray.wait(refs, num_returns=len(refs), timeout=left)[0]) if refs else set()
             for wid, ref in calls.items():
                 try:
                     if ref not in done:
@@ -266,19 +267,19 @@ class RolloutPool:
                     live.pop(wid, None)
                     self._drop(wid, kill=True, why="sync_failed")
 
-        settle({wid: w.handle.begin_weight_stream.remote() for wid, w in live.items()})
+        settle(time.monotonic(), {wid: w.handle.begin_weight_stream.remote() for wid, w in live.items()})
         buckets, followers = self.learners.stream_weights(s.weight_sync_bucket_mb, version, in_flight)
         for ref in buckets:
             report.buckets += 1
-            window.append((ref, {wid: w.handle.load_weight_bucket.remote(ref) for wid, w in live.items()}))
+            loads = {wid: w.handle.load_weight_bucket.remote(ref) for wid, w in live.items()}
+            window.append((time.monotonic(), loads))
+            del ref  # the window's calls hold the bucket; it is freed once every engine has loaded it
             while len(window) > in_flight:
-                _, loads = window.pop(0)
-                settle({wid: r for wid, r in loads.items() if wid in live})
+                settle(*window.pop(0))
         self.learners.finish_stream(buckets, followers)
-        for _, loads in window:
-            settle({wid: r for wid, r in loads.items() if wid in live})
-        window.clear()
-        settle({wid: w.handle.finish_weight_stream.remote(version) for wid, w in live.items()})
+        while window:
+            settle(*window.pop(0))
+        settle(time.monotonic(), {wid: w.handle.finish_weight_stream.remote(version) for wid, w in live.items()})
         for wid in live:
             self.workers[wid].version = version
         report.dropped = sorted(late)
