@@ -75,3 +75,27 @@ def test_wire_format_round_trips_and_loads_as_safetensors(tmp_path):
     assert list(loaded) == [n for n, _ in bucket]
     for name, t in bucket:
         assert loaded[name].dtype == t.dtype and torch.equal(loaded[name], t)
+
+
+def test_sync_settings_are_validated():
+    from actors.settings import RolloutSettings
+
+    assert RolloutSettings(engine="vllm", device="cuda", tensor_parallel_size=2).tensor_parallel_size == 2
+    with pytest.raises(ValueError, match=r"rollout.tensor_parallel_size=2 needs rollout.engine=vllm on"):
+        RolloutSettings(tensor_parallel_size=2)  # device auto: could be the CPU build
+    with pytest.raises(ValueError, match=r"rollout.tensor_parallel_size=2 needs"):
+        RolloutSettings(engine="hf", device="cuda", tensor_parallel_size=2)
+    with pytest.raises(ValueError, match=r"rollout.tensor_parallel_size must be an integer >= 1"):
+        RolloutSettings(tensor_parallel_size=0)
+    with pytest.raises(ValueError, match=r"rollout.weight_sync_timeout_s must be a finite number > 0"):
+        RolloutSettings(weight_sync_timeout_s=0)
+
+
+def test_nccl_sender_gives_each_tensor_parallel_engine_its_ranks():
+    """Engine i's vLLM workers take NCCL ranks 1 + i * TP ... (vLLM numbers them rank_offset + worker rank), and the
+    group holds the sender plus every engine's workers."""
+    pytest.importorskip("vllm")
+    from actors.vllm_engine import NCCLSenderConfig
+
+    info = NCCLSenderConfig("10.0.0.1", 29555, num_engines=3, bucket_bytes=1 << 20, ranks_per_engine=2)
+    assert info.trainer_init_info().world_size == 7
