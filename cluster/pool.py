@@ -127,7 +127,7 @@ class RolloutPool:
         s = self.settings
         gpus = s.num_gpus * s.tensor_parallel_size
         bundle = {k: v for k, v in (("CPU", s.num_cpus), ("GPU", gpus)) if v > 0} or {"CPU": 0.01}
-        pg = placement_group([bundle], strategy="STRICT_PACK", name=f"{wid}-{id(self):x}")
+        pg = placement_group([bundle], strategy="STRICT_PACK")  # one engine's GPUs on one node
         handle = RolloutWorker.options(
             num_cpus=s.num_cpus if "CPU" in bundle and s.num_cpus > 0 else 0,
             num_gpus=gpus,
@@ -165,8 +165,11 @@ class RolloutPool:
             w.version = 0 if self.learners is None else -1
             self.workers[w.wid] = w
             self.events.append(("add", w.wid, time.time()))
-        if started and self.learners is not None and self.settings.weight_sync == "object_store":
-            late = self._stream(started, self.version).dropped  # the current weights, to the new workers only
+        if started and self.learners is not None:  # the current weights before they take work
+            if self.settings.weight_sync == "object_store":
+                late = self._stream(started, self.version).dropped  # to the new workers only
+            else:
+                late = self._sync_nccl(self.version).dropped  # the group is rebuilt with the new workers in it
             started = [w for w in started if w.wid not in late]
         return [w.wid for w in started], len(new) - len(started)
 

@@ -9,8 +9,8 @@ For each model (Qwen2.5-VL architecture, float32, built under ``--out``) it prin
 * seconds per sync and GB/s (model bytes / seconds) from the learner's parameters to every engine having reloaded
   them, next to memcpy GB/s measured in the same run (``np.copyto`` of 256 MB, one thread);
 * the learner's peak extra memory during a sync: the highest resident set size of each rank during the sync (Linux
-  ``VmHWM``, reset before the sync through ``/proc/self/clear_refs``) minus its resident set before, the largest
-  over ranks.
+  ``VmHWM``, reset before the sync through ``/proc/self/clear_refs``, after ``malloc_trim``) minus its resident set
+  before, the largest over ranks and syncs. The streamed path runs first, on ranks that have not synced yet.
 
 Paths: ``full gather`` is the pre-streaming sync (every parameter gathered at once on every rank, rank 0's state dict
 through the object store into the engine's reload); ``streamed`` is ``RolloutPool.sync_weights`` (one bucket of
@@ -72,6 +72,11 @@ def _status(self=None) -> dict:
 
 
 def _reset_peak(self=None) -> dict:
+    import ctypes
+    import gc
+
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # memory freed earlier goes back to the OS: RSS is what is held now
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # resets VmHWM to the current RSS
     return _status()
@@ -123,8 +128,8 @@ def bench_model(name: str, a, memcpy: float) -> list[str]:
         nbytes = sum(int(t) for t in ray.get(learners.ranks[0].__ray_call__.remote(_param_bytes)))
         version = 0
         for label, sync in (
-            ("full gather (before)", lambda v: full_gather_sync(learners, pool, v)),
             ("streamed", lambda v: pool.sync_weights(learners, v)),
+            ("full gather (before)", lambda v: full_gather_sync(learners, pool, v)),
         ):
             runs = []
             for _ in range(a.syncs):
