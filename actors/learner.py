@@ -305,7 +305,9 @@ class LearnerWorker:
 
         source = BucketSource(self.engine.module, int(bucket_mb) << 20)
         for i, bucket in enumerate(source.buckets()):
-            yield to_wire(bucket, i, len(source.plan), version)
+            wire = to_wire(bucket, i, len(source.plan), version)
+            yield wire
+            del wire  # its arrays view the gathered parameters: drop them before the next bucket is gathered
 
     def follow_weight_stream(self, bucket_mb: int) -> int:
         """The other ranks' part of a streamed sync (both paths): take part in each bucket's gather. Returns the

@@ -131,11 +131,14 @@ class BucketSource:
         for names in self.plan:
             params = [self.params[n] for n in names]
             with _gathered(params):
-                yield [(n, p.data) for n, p in zip(names, params)]
+                bucket = [(n, p.data) for n, p in zip(names, params)]
+                yield bucket
+                bucket.clear()  # a caller still holding the list must not keep the gathered storage alive
 
     def __iter__(self) -> Iterator[tuple[str, torch.Tensor]]:
         for bucket in self.buckets():
-            yield from bucket
+            while bucket:
+                yield bucket.pop(0)
 
 
 def to_wire(bucket: list[tuple[str, torch.Tensor]], index: int, count: int, version: int) -> WeightBucket:
@@ -189,9 +192,9 @@ def vllm_weight_source(source: BucketSource, device: str = "cuda"):
             return [ParamMeta(i.name, i.dtype, i.shape) for i in source.info]
 
         def __iter__(self):
-            for bucket in source.buckets():
-                for name, t in bucket:
-                    yield name, t.to(device, non_blocking=True)
+            for name, t in source:
+                yield name, t.to(device, non_blocking=True)
+                del t  # released before the next bucket is gathered
 
     return StreamedSource()
 

@@ -10,7 +10,9 @@ For each model (Qwen2.5-VL architecture, float32, built under ``--out``) it prin
   them, next to memcpy GB/s measured in the same run (``np.copyto`` of 256 MB, one thread);
 * the learner's peak extra memory during a sync: the highest resident set size of each rank during the sync (Linux
   ``VmHWM``, reset before the sync through ``/proc/self/clear_refs``, after ``malloc_trim``) minus its resident set
-  before, the largest over ranks and syncs. The streamed path runs first, on ranks that have not synced yet.
+  before, the largest over ranks and syncs; split (sampled every 2 ms) into private memory (the gathered bucket,
+  host copies) and object-store pages the rank wrote (shared memory owned by Ray's object store, freed once the
+  engines have loaded the bucket). The streamed path runs first, on ranks that have not synced yet.
 
 Paths: ``full gather`` is the pre-streaming sync (every parameter gathered at once on every rank, rank 0's state dict
 through the object store into the engine's reload); ``streamed`` is ``RolloutPool.sync_weights`` (one bucket of
@@ -62,34 +64,65 @@ def _timed(fn) -> float:
 
 
 def _status(self=None) -> dict:
-    """VmRSS / VmHWM of the calling process in bytes (runs inside a learner rank through ``__ray_call__``)."""
+    """VmRSS, VmHWM, RssAnon, RssShmem of the calling process in bytes."""
     out = {}
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith(("VmRSS:", "VmHWM:")):
+            if line.startswith(("VmRSS:", "VmHWM:", "RssAnon:", "RssShmem:")):
                 out[line.split(":")[0]] = int(line.split()[1]) * 1024
     return out
 
 
-def _reset_peak(self=None) -> dict:
+def _start_sampler(self) -> dict:
+    """Runs inside a learner rank (``__ray_call__``): return memory freed earlier to the OS, reset the peak RSS, and
+    sample private (RssAnon) and shared (RssShmem: object-store pages this process wrote) memory every 2 ms."""
     import ctypes
     import gc
+    import threading
 
     gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)  # memory freed earlier goes back to the OS: RSS is what is held now
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
     with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets VmHWM to the current RSS
-    return _status()
+        f.write("5")  # VmHWM := VmRSS
+    base = _status()
+    peak = dict(base)
+    stop = threading.Event()
+
+    def sample():
+        while not stop.wait(0.002):
+            for k, v in _status().items():
+                peak[k] = max(peak[k], v)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    self._bench_sampler = (stop, thread, peak)
+    return base
 
 
-def measure(learners: LearnerGroup, sync) -> tuple[float, int, object]:
-    """(seconds, peak extra bytes over the learner ranks, what ``sync()`` returned) of one ``sync()``."""
-    before = ray.get([r.__ray_call__.remote(_reset_peak) for r in learners.ranks])
+def _stop_sampler(self) -> dict:
+    stop, thread, peak = self._bench_sampler
+    stop.set()
+    thread.join()
+    for k, v in _status().items():
+        peak[k] = max(peak[k], v)
+    return peak
+
+
+def measure(learners: LearnerGroup, sync) -> tuple[float, dict, object]:
+    """(seconds, peak extra bytes over the learner ranks by kind, what ``sync()`` returned) of one ``sync()``:
+    ``rss`` the peak resident set (VmHWM) minus the one before, ``private`` the peak of RssAnon minus before,
+    ``shared`` the same for RssShmem (sampled every 2 ms)."""
+    before = ray.get([r.__ray_call__.remote(_start_sampler) for r in learners.ranks])
     t0 = time.perf_counter()
     result = sync()
     seconds = time.perf_counter() - t0
-    after = ray.get([r.__ray_call__.remote(_status) for r in learners.ranks])
-    return seconds, max(a["VmHWM"] - b["VmRSS"] for a, b in zip(after, before)), result
+    after = ray.get([r.__ray_call__.remote(_stop_sampler) for r in learners.ranks])
+    extra = {
+        kind: max(a[key] - b[key] for a, b in zip(after, before))
+        for kind, key in (("rss", "VmHWM"), ("private", "RssAnon"), ("shared", "RssShmem"))
+    }
+    extra["rss"] = max(a["VmHWM"] - b["VmRSS"] for a, b in zip(after, before))
+    return seconds, extra, result
 
 
 def full_gather_sync(learners: LearnerGroup, pool: RolloutPool, version: int) -> None:
@@ -127,21 +160,23 @@ def bench_model(name: str, a, memcpy: float) -> list[str]:
         pool.add_workers(a.engines)
         nbytes = sum(int(t) for t in ray.get(learners.ranks[0].__ray_call__.remote(_param_bytes)))
         version = 0
-        for label, sync in (
-            ("streamed", lambda v: pool.sync_weights(learners, v)),
-            ("full gather (before)", lambda v: full_gather_sync(learners, pool, v)),
-        ):
+        paths = {
+            "streamed": ("streamed", lambda v: pool.sync_weights(learners, v)),
+            "full": ("full gather (before)", lambda v: full_gather_sync(learners, pool, v)),
+        }
+        for label, sync in (paths[p] for p in a.paths.split(",")):
             runs = []
             for _ in range(a.syncs):
                 version += 1
                 runs.append(measure(learners, lambda v=version, sync=sync: sync(v)))
             seconds = statistics.median(r[0] for r in runs)
-            extra = max(r[1] for r in runs)
+            extra = {k: max(r[1][k] for r in runs) for k in ("rss", "private", "shared")}
             gbs = nbytes / seconds / 1e9
             buckets = getattr(runs[-1][2], "buckets", 1)
             rows.append(
                 f"| {name} ({nbytes / 1e6:,.0f} MB) | {label} | {buckets} | {seconds:.3f} | {gbs:.2f} | "
-                f"{memcpy:.1f} | {100 * gbs / memcpy:.0f}% | {extra / 1e6:,.0f} MB |"
+                f"{memcpy:.1f} | {100 * gbs / memcpy:.0f}% | {extra['rss'] / 1e6:,.0f} MB | "
+                f"{extra['private'] / 1e6:,.0f} MB | {extra['shared'] / 1e6:,.0f} MB |"
             )
             print(rows[-1], flush=True)
     finally:
@@ -162,9 +197,12 @@ def main(argv=None) -> int:
     ap.add_argument("--engines", type=int, default=1, help="rollout engines in the pool")
     ap.add_argument("--engine", default="vllm", choices=("vllm", "hf"))
     ap.add_argument("--bucket-mb", type=int, default=RolloutSettings.weight_sync_bucket_mb)
+    ap.add_argument("--paths", default="streamed,full", help="streamed, full (the pre-streaming full gather), or both")
     a = ap.parse_args(argv)
     sizes = [s.strip() for s in a.sizes.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in SIZES]
+    if not set(a.paths.split(",")) <= {"streamed", "full"}:
+        ap.error(f"--paths: streamed and/or full, got {a.paths!r}")
     if unknown:
         ap.error(f"--sizes: unknown {', '.join(unknown)} (known: {', '.join(SIZES)})")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -177,8 +215,9 @@ def main(argv=None) -> int:
     memcpy = memcpy_gbs()
     print(f"memcpy (np.copyto, 256 MB, one thread): {memcpy:.1f} GB/s; bucket {a.bucket_mb} MB; {a.engines} engine(s)")
     header = [
-        "| model (weights) | path | buckets | s per sync | GB/s | memcpy GB/s | of memcpy | learner peak extra |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model (weights) | path | buckets | s per sync | GB/s | memcpy GB/s | of memcpy | learner peak extra RSS "
+        "| of it private | of it object-store pages |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     print("\n".join(header), flush=True)
     rows = []
