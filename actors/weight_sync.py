@@ -98,14 +98,22 @@ def plan_buckets(params: Iterable[tuple[str, int]], nbytes: int) -> list[list[st
     return buckets
 
 
+@contextlib.contextmanager
 def _gathered(params: list[torch.nn.Parameter]):
-    """ZeRO-3: gather these parameters on every rank (a collective) for the ``with`` block; a no-op for parameters
-    DeepSpeed does not partition."""
-    if not any(hasattr(p, "ds_id") for p in params):
-        return contextlib.nullcontext()
+    """ZeRO-3: gather these parameters on every rank (collectives) for the ``with`` block; a no-op for parameters
+    DeepSpeed does not partition. One gather per parameter: DeepSpeed gathers a single parameter straight into its
+    full-size buffer, while a coalesced gather of many goes through a flat buffer as large as all of them and then
+    copies out (twice the bucket at the peak; deepspeed/runtime/zero/partition_parameters.py:1343-1362, 1598)."""
+    zero = [p for p in params if hasattr(p, "ds_id")]
+    if not zero:
+        yield
+        return
     import deepspeed  # learner ranks only
 
-    return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+    with contextlib.ExitStack() as stack:
+        for p in zero:
+            stack.enter_context(deepspeed.zero.GatheredParameters([p], modifier_rank=None))
+        yield
 
 
 class BucketSource:

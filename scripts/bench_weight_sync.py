@@ -12,7 +12,8 @@ For each model (Qwen2.5-VL architecture, float32, built under ``--out``) it prin
   ``VmHWM``, reset before the sync through ``/proc/self/clear_refs``, after ``malloc_trim``) minus its resident set
   before, the largest over ranks and syncs; split (sampled every 2 ms) into private memory (the gathered bucket,
   host copies) and object-store pages the rank wrote (shared memory owned by Ray's object store, freed once the
-  engines have loaded the bucket). The streamed path runs first, on ranks that have not synced yet.
+  engines have loaded the bucket). The streamed path runs first, on ranks that have not synced yet. The Ray workers
+  run with ``MALLOC_MMAP_THRESHOLD_=65536`` so that freed tensors leave the resident set.
 
 Paths: ``full gather`` is the pre-streaming sync (every parameter gathered at once on every rank, rank 0's state dict
 through the object store into the engine's reload); ``streamed`` is ``RolloutPool.sync_weights`` (one bucket of
@@ -210,7 +211,16 @@ def main(argv=None) -> int:
         address="local",
         num_cpus=4,
         include_dashboard=False,
-        runtime_env={"env_vars": {"PYTHONPATH": root, "DS_ACCELERATOR": "cpu", "TOKENIZERS_PARALLELISM": "false"}},
+        runtime_env={
+            "env_vars": {
+                "PYTHONPATH": root,
+                "DS_ACCELERATOR": "cpu",
+                "TOKENIZERS_PARALLELISM": "false",
+                # every allocation above 64 KB is its own mapping, returned when freed: the resident set then follows
+                # the live tensors instead of what glibc's heap keeps after earlier frees
+                "MALLOC_MMAP_THRESHOLD_": "65536",
+            }
+        },
     )
     memcpy = memcpy_gbs()
     print(f"memcpy (np.copyto, 256 MB, one thread): {memcpy:.1f} GB/s; bucket {a.bucket_mb} MB; {a.engines} engine(s)")
