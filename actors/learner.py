@@ -307,7 +307,9 @@ class LearnerWorker:
         for i, bucket in enumerate(source.buckets()):
             wire = to_wire(bucket, i, len(source.plan), version)
             yield wire
-            del wire  # its arrays view the gathered parameters: drop them before the next bucket is gathered
+            # its arrays view the gathered parameters, and Ray's generator loop still holds the yielded object while
+            # the next bucket is gathered: empty it, so that this bucket is released first
+            wire.data.clear()
 
     def follow_weight_stream(self, bucket_mb: int) -> int:
         """The other ranks' part of a streamed sync (both paths): take part in each bucket's gather. Returns the
