@@ -212,6 +212,10 @@ class VLLMEngine:
                     "per engine here; use 1"
                 )
             kwargs["tensor_parallel_size"] = settings.tensor_parallel_size
+            # The worker actor holds all of this engine's GPUs (one placement-group bundle): vLLM's own processes on
+            # them. Inside a placement group vLLM would pick its Ray backend, which wants one GPU bundle per worker
+            # (vllm/config/parallel.py:1065-1075, vllm/v1/executor/ray_utils.py:319).
+            kwargs["distributed_executor_backend"] = "mp"
         t0 = time.perf_counter()
         with _scoped_env(env, keep=("VLLM_ALLOW_INSECURE_SERIALIZATION",)):
             self.llm = LLM(
