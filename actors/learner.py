@@ -405,23 +405,51 @@ class LearnerWorker:
                 return {k: v.detach().to("cpu").clone() for k, v in self.engine.module.state_dict().items()}
         return None
 
-    def send_weights_nccl(self, workers: list, bucket_mb: int) -> float | None:
-        """``rollout.weight_sync=nccl``: gather the weights (collective), then rank 0 broadcasts them to every engine
-        through vLLM's weight-transfer API. The NCCL group is rebuilt when the set of engines changes. GPU only."""
-        state = self.get_weights()
+    def stream_weights(self, bucket_mb: int, version: int):
+        """Object-store weight sync, rank 0 (call with ``num_returns="streaming"``): gathers one bucket at a time
+        (collective: the other ranks run :meth:`follow_weight_stream` at the same time) and yields it as a
+        :class:`actors.records.WeightBucket`, which Ray writes into the object store before the next bucket is
+        gathered. Nothing is kept after the sync."""
+        from actors.weight_sync import BucketSource, to_wire
+
+        source = BucketSource(self.engine.module, int(bucket_mb) << 20)
+        for i, bucket in enumerate(source.buckets()):
+            wire = to_wire(bucket, i, len(source.plan), version)
+            yield wire
+            # its arrays view the gathered parameters, and Ray's generator loop still holds the yielded object while
+            # the next bucket is gathered: empty it, so that this bucket is released first
+            wire.data.clear()
+
+    def follow_weight_stream(self, bucket_mb: int) -> int:
+        """The other ranks' part of a streamed sync (both paths): take part in each bucket's gather. Returns the
+        number of buckets."""
+        from actors.weight_sync import BucketSource
+
+        source = BucketSource(self.engine.module, int(bucket_mb) << 20)
+        return sum(1 for _ in source.buckets())
+
+    def send_weights_nccl(self, workers: list, bucket_mb: int, ranks_per_engine: int = 1) -> float | None:
+        """``rollout.weight_sync=nccl``: rank 0 broadcasts the weights to every engine through vLLM's weight-transfer
+        API, gathering one bucket at a time while the other ranks take part in the gathers
+        (:meth:`follow_weight_stream`). The NCCL group is rebuilt when the set of engines changes; the old group is
+        shut down on every engine that is still alive first. GPU only."""
         if self.rank != 0:
+            self.follow_weight_stream(bucket_mb)
             return None
         # vLLM is an optional dependency of learner nodes; only this path needs it
         from actors.vllm_engine import NCCLSenderConfig, NCCLWeightSender, RolloutWorkerSyncClient
+        from actors.weight_sync import BucketSource
 
         key = tuple(w._actor_id.hex() for w in workers)
         if key != self.sender_key:
             if self.sender is not None:
-                self.sender.close()
-            config = NCCLSenderConfig(node_ip(), free_port(), len(workers), int(bucket_mb) << 20)
-            self.sender = NCCLWeightSender(RolloutWorkerSyncClient(workers), config, device=self.device)
+                alive = set(key)
+                self.sender.close([w for w in self.sender.client.handles if w._actor_id.hex() in alive])
+            config = NCCLSenderConfig(node_ip(), free_port(), len(workers), int(bucket_mb) << 20, ranks_per_engine)
+            client = RolloutWorkerSyncClient(workers, ranks_per_engine=ranks_per_engine)
+            self.sender = NCCLWeightSender(client, config, device=self.device)
             self.sender_key = key
-        return self.sender.send(state)
+        return self.sender.send(BucketSource(self.engine.module, int(bucket_mb) << 20))
 
     def save_checkpoint(self, directory: str, tag: str) -> str:
         """DeepSpeed checkpoint (sharded model and optimizer state) under ``directory/tag``; collective."""
@@ -570,13 +598,35 @@ class LearnerGroup:
         return self._gather([r.update.remote(a) for r, a in zip(self.ranks, self._shards(advantages))], "update")
 
     def weights(self) -> ray.ObjectRef:
-        """Rank 0's gathered state dict, left in the object store (the others take part in the gather)."""
+        """Rank 0's gathered state dict, left in the object store (the others take part in the gather). The
+        pre-streaming sync (every parameter gathered at once); kept for scripts/bench_weight_sync.py's comparison."""
         refs = [r.get_weights.remote() for r in self.ranks]
         self._gather(refs, "the weight gather", fetch=False)  # the state dict stays in the object store
         return refs[0]
 
-    def send_weights_nccl(self, workers: list, bucket_mb: int) -> None:
-        self._gather([r.send_weights_nccl.remote(workers, bucket_mb) for r in self.ranks], "the NCCL weight sync")
+    def stream_weights(self, bucket_mb: int, version: int, in_flight: int = 2):
+        """Start a streamed object-store sync. Returns ``(buckets, followers)``: rank 0's generator of
+        :class:`actors.records.WeightBucket` refs (at most ``in_flight`` produced ahead of the consumer) and the other
+        ranks' call refs; pass both to :meth:`finish_stream` once the buckets are consumed."""
+        buckets = (
+            self.ranks[0]
+            .stream_weights.options(num_returns="streaming", _generator_backpressure_num_objects=in_flight)
+            .remote(bucket_mb, version)
+        )
+        followers = [r.follow_weight_stream.remote(bucket_mb) for r in self.ranks[1:]]
+        return buckets, followers
+
+    def finish_stream(self, buckets, followers: list) -> None:
+        """Wait for every rank's part of a streamed sync (failing fast, naming a rank that died)."""
+        self._gather([buckets.completed(), *followers], "the streamed weight sync", fetch=False)
+
+    def start_send_weights_nccl(self, workers: list, bucket_mb: int, ranks_per_engine: int = 1) -> list:
+        """Start an NCCL sync on every rank; returns the call refs (the caller waits with its deadline, then passes
+        them to :meth:`finish_send_weights_nccl`)."""
+        return [r.send_weights_nccl.remote(workers, bucket_mb, ranks_per_engine) for r in self.ranks]
+
+    def finish_send_weights_nccl(self, refs: list) -> None:
+        self._gather(refs, "the NCCL weight sync", fetch=False)
 
     def save_checkpoint(self, directory: str, tag: str) -> None:
         self._gather([r.save_checkpoint.remote(directory, tag) for r in self.ranks], f"checkpoint {tag}")

@@ -96,6 +96,8 @@ class TinyModelSpec:
     """BPE vocabulary trained on task-like text (template tags and special tokens come on top)."""
     seed: int = 0
     """Weight initialisation seed."""
+    tie_word_embeddings: bool = False
+    """Tie ``lm_head`` to the input embedding (Qwen2.5-VL-3B does; the weight sync must send the pair once)."""
 
 
 def train_tokenizer(out_dir: str | os.PathLike, corpus: Iterable[str], vocab_size: int = 1024):
@@ -173,7 +175,7 @@ def build_tiny_model(out_dir: str | os.PathLike, corpus: Iterable[str], spec: Ti
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=False,
+        tie_word_embeddings=spec.tie_word_embeddings,
     )
     torch.manual_seed(spec.seed)
     model = Qwen2_5_VLForConditionalGeneration(config)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -202,3 +203,28 @@ class UpdateStats:
         d = asdict(self)
         d.update(d.pop("extra"))
         return d
+
+
+@dataclass
+class WeightBucket:
+    """One bucket of a streamed weight sync (object-store path), from learner rank 0 to every rollout engine. ``K``
+    tensors; see :mod:`actors.weight_sync`."""
+
+    names: list[str]
+    """[K] parameter names (``named_parameters()`` of the HF model: tied aliases left out)."""
+    dtypes: list[str]
+    """[K] torch dtype names (``float32``, ``bfloat16``, ...)."""
+    shapes: list[tuple[int, ...]]
+    """[K] full tensor shapes."""
+    data: list[np.ndarray]
+    """[K] uint8 arrays of each tensor's bytes (C order); Ray serialises them out of band, without a copy."""
+    index: int
+    """Position of this bucket in the sync, from 0."""
+    count: int
+    """Buckets in this sync."""
+    version: int
+    """Policy version the weights belong to."""
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(d.nbytes) for d in self.data)

@@ -1,7 +1,8 @@
 """Rollout generation: the engines and the Ray actor that hosts one.
 
-Two engines share one interface, ``generate(requests, n, *, temperature, top_p, max_new_tokens) -> list[PromptGroup]``
-and ``load_weights(state_dict)``:
+Two engines share one interface, ``generate(requests, n, *, temperature, top_p, max_new_tokens) -> list[PromptGroup]``,
+the streamed weight update ``begin_weight_stream()``, ``load_weight_bucket(bucket)`` per bucket,
+``finish_weight_stream()`` (see :mod:`actors.weight_sync`) and ``load_weights(state_dict)`` (a whole state dict):
 
 * :class:`actors.vllm_engine.VLLMEngine`: the vLLM offline engine (CPU build here, GPU build on clusters); default.
 * :class:`HFGenerateEngine`: transformers ``generate`` (``rollout.engine=hf``).
@@ -20,8 +21,9 @@ import torch
 from actors.common import setup_process
 from actors.model import PromptEncoder, load_policy
 from actors.policy import image_inputs
-from actors.records import EncodedPrompt, PromptGroup, Response, RolloutRequest, ScoreRequest
+from actors.records import EncodedPrompt, PromptGroup, Response, RolloutRequest, ScoreRequest, WeightBucket
 from actors.settings import RolloutSettings
+from actors.weight_sync import from_wire
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,21 @@ class HFGenerateEngine:
         self.device = device
         self.forbidden = set(self.encoder.forbidden_ids)
         torch.manual_seed(seed)
+
+    def begin_weight_stream(self) -> None:
+        self._stream_loaded: set[str] = set()
+
+    def load_weight_bucket(self, bucket: WeightBucket) -> int:
+        with torch.no_grad():
+            for name, t in from_wire(bucket):
+                self.model.get_parameter(name).copy_(t)
+                self._stream_loaded.add(name)
+        return len(bucket.names)
+
+    def finish_weight_stream(self) -> None:
+        missing = [n for n, _ in self.model.named_parameters() if n not in self._stream_loaded]
+        if missing:
+            raise ValueError(f"streamed weight sync left {len(missing)} parameters unset: {missing[:5]}")
 
     def load_weights(self, state: dict) -> None:
         missing, unexpected = self.model.load_state_dict(state, strict=False)
@@ -150,6 +167,22 @@ class RolloutWorker:
     def update_weights(self, state: dict, version: int) -> int:
         """Load a state dict (passed as an ObjectRef, so Ray fetches it from the object store) into the engine."""
         self.engine.load_weights(state)
+        self.version = int(version)
+        return self.version
+
+    def begin_weight_stream(self) -> bool:
+        """Start a streamed weight update (object-store path); the buckets follow in order (one caller, so Ray runs
+        these calls in the order they were sent)."""
+        self.engine.begin_weight_stream()
+        return True
+
+    def load_weight_bucket(self, bucket: WeightBucket) -> int:
+        """Load one :class:`WeightBucket` (passed as an ObjectRef: Ray fetches it from the object store)."""
+        return self.engine.load_weight_bucket(bucket)
+
+    def finish_weight_stream(self, version: int) -> int:
+        """Finish a streamed update; from now on the engine samples with weights ``version``."""
+        self.engine.finish_weight_stream()
         self.version = int(version)
         return self.version
 

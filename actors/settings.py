@@ -83,6 +83,10 @@ class ModelSettings:
     tiny_layers: int = 2
     """Tiny model: decoder layers."""
 
+    tiny_tie_word_embeddings: bool = False
+    """Tiny model: tie ``lm_head`` to the input embedding, as Qwen2.5-VL-3B does (7B does not). The weight sync
+    sends a tied pair once, under the embedding's name (see ``actors/weight_sync.py``)."""
+
     def __post_init__(self):
         _check(self.dtype in DTYPES, f"model.dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         _check(
@@ -145,7 +149,17 @@ class RolloutSettings:
     API, NCCL broadcast from learner rank 0 to all engines; GPU only)."""
 
     weight_sync_bucket_mb: int = 512
-    """nccl weight sync: parameters are sent in buckets of about this size."""
+    """Weight sync (both paths): the learner gathers, sends and releases its parameters in buckets of about this
+    size; no learner rank holds more than one bucket beyond its ZeRO-3 shard during a sync."""
+
+    weight_sync_timeout_s: float = 600.0
+    """A weight sync must finish within this time. Engines that have not acknowledged it by then are dropped and
+    replaced (the replacements start from the current weights); the learner is never left waiting on them."""
+
+    tensor_parallel_size: int = 1
+    """vLLM tensor parallelism: GPUs per engine (the paper's code runs vLLM with 2). Each engine gets one Ray
+    placement-group bundle of ``num_gpus * tensor_parallel_size`` GPUs on one node, and the NCCL weight sync gives
+    each engine that many ranks. vLLM's CPU build takes 1."""
 
     gpu_memory_utilization: float = 0.5
     """vllm on GPU: fraction of GPU memory the engine may take."""
@@ -190,6 +204,7 @@ class RolloutSettings:
             "torch_threads",
             "weight_sync_bucket_mb",
             "cpu_kv_cache_gb",
+            "tensor_parallel_size",
         ):
             v = getattr(self, name)
             _check(
@@ -205,7 +220,13 @@ class RolloutSettings:
             self.group_size >= 2,
             f"rollout.group_size must be >= 2 (GRPO compares within a group), got {self.group_size}",
         )
-        _positive("rollout", self, "temperature", "placement_timeout_s")
+        _positive("rollout", self, "temperature", "placement_timeout_s", "weight_sync_timeout_s")
+        _check(
+            self.tensor_parallel_size == 1 or (self.engine == "vllm" and self.device == "cuda"),
+            f"rollout.tensor_parallel_size={self.tensor_parallel_size} needs rollout.engine=vllm on "
+            f"rollout.device=cuda (vLLM's CPU build and the hf engine take 1; got engine={self.engine!r}, "
+            f"device={self.device!r})",
+        )
         _check(0 < self.top_p <= 1, f"rollout.top_p must be in (0, 1], got {self.top_p!r}")
         _check(
             0 < self.gpu_memory_utilization <= 1,

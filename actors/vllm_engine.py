@@ -42,8 +42,10 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from actors.model import PromptEncoder
-from actors.records import EncodedPrompt, PromptGroup, Response, RolloutRequest
+from actors.records import EncodedPrompt, PromptGroup, Response, RolloutRequest, WeightBucket
 from actors.settings import RolloutSettings, resolve_dtype
+from actors.weight_sync import plan_buckets as plan_named_buckets
+from actors.weight_sync import vllm_weight_source, write_safetensors
 
 # vllm itself is imported inside the functions that need it: it is an optional dependency (the hf engine, the
 # learner and the tests of other roles must import this module's helpers without it).
@@ -92,6 +94,43 @@ def _reload_from_file(worker, path: str) -> int:
     weights = load_file(path)
     worker.reload_weights(weights_iterator=iter(weights.items()))
     return len(weights)
+
+
+def _stream_begin(worker) -> bool:
+    """Runs INSIDE vLLM's worker process: start a layerwise in-place reload that buckets feed one at a time (what
+    vLLM's own weight-transfer engines do in ``start_weight_update``)."""
+    from vllm.config import set_current_vllm_config
+    from vllm.model_executor.model_loader.reload import initialize_layerwise_reload
+
+    with set_current_vllm_config(worker.vllm_config):
+        initialize_layerwise_reload(worker.model_runner.get_model())
+    return True
+
+
+def _stream_bucket(worker, path: str) -> int:
+    """Runs INSIDE vLLM's worker process: load one bucket (a safetensors file) into the reload started by
+    :func:`_stream_begin`."""
+    from vllm.config import set_current_vllm_config
+
+    weights = load_file(path)
+    with set_current_vllm_config(worker.vllm_config):
+        worker.model_runner.get_model().load_weights(iter(weights.items()))
+    return len(weights)
+
+
+def _stream_finish(worker) -> bool:
+    """Runs INSIDE vLLM's worker process: finish the layerwise reload (the CPU backend repacks its weights here) and
+    drop the worker's caches computed with the old weights, as ``worker.reload_weights`` does."""
+    from vllm.config import set_current_vllm_config
+    from vllm.model_executor.model_loader.reload import finalize_layerwise_reload
+
+    runner = worker.model_runner
+    with set_current_vllm_config(worker.vllm_config):
+        finalize_layerwise_reload(runner.get_model(), runner.model_config)
+        runner.reset_lora_state()
+        runner.reset_encoder_cache()
+        runner.reset_mm_cache()
+    return True
 
 
 def _shm_dir(nbytes: int) -> str:
@@ -166,6 +205,17 @@ class VLLMEngine:
             eager = False if enforce_eager is None else enforce_eager
             if settings.weight_sync == "nccl":
                 kwargs["weight_transfer_config"] = nccl_weight_transfer_config()
+        if settings.tensor_parallel_size != 1:
+            if self.device == "cpu":
+                raise ValueError(
+                    f"rollout.tensor_parallel_size={settings.tensor_parallel_size}: vLLM's CPU build runs one worker "
+                    "per engine here; use 1"
+                )
+            kwargs["tensor_parallel_size"] = settings.tensor_parallel_size
+            # The worker actor holds all of this engine's GPUs (one placement-group bundle): vLLM's own processes on
+            # them. Inside a placement group vLLM would pick its Ray backend, which wants one GPU bundle per worker
+            # (vllm/config/parallel.py:1065-1075, vllm/v1/executor/ray_utils.py:319).
+            kwargs["distributed_executor_backend"] = "mp"
         t0 = time.perf_counter()
         with _scoped_env(env, keep=("VLLM_ALLOW_INSECURE_SERIALIZATION",)):
             self.llm = LLM(
@@ -305,6 +355,32 @@ class VLLMEngine:
             raise RuntimeError(f"weight reload: workers loaded {loaded} of {len(tensors)} tensors")
         self._weights_changed()
 
+    def begin_weight_stream(self) -> None:
+        """Start a streamed update (object-store path): buckets follow through :meth:`load_weight_bucket`."""
+        self.llm.collective_rpc(_stream_begin)
+        self._stream_loaded = 0
+
+    def load_weight_bucket(self, bucket: WeightBucket) -> int:
+        """Load one bucket into the update started by :meth:`begin_weight_stream`: written once into /dev/shm as a
+        safetensors file (vLLM's worker is another process, and tensors passed as rpc arguments do not arrive as
+        tensors), loaded by the worker, removed. Returns the tensors loaded."""
+        path = os.path.join(_shm_dir(bucket.nbytes), f"vllm-bucket-{os.getpid()}-{uuid.uuid4().hex}.st")
+        try:
+            write_safetensors(bucket, path)
+            loaded = self.llm.collective_rpc(_stream_bucket, args=(path,))
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        if any(n != len(bucket.names) for n in loaded):
+            raise RuntimeError(f"weight bucket {bucket.index}: workers loaded {loaded} of {len(bucket.names)} tensors")
+        self._stream_loaded += len(bucket.names)
+        return len(bucket.names)
+
+    def finish_weight_stream(self) -> None:
+        """Finish a streamed update: vLLM's layerwise reload processes the loaded weights; caches are dropped."""
+        self.llm.collective_rpc(_stream_finish)
+        self._weights_changed()
+
     def _weights_changed(self) -> None:
         """Drop everything computed with the old weights. The encoder cache (vision embeddings) must be reset in the
         scheduler AND the worker, and the multimodal input caches in the front end AND the engine core: the worker's
@@ -369,18 +445,9 @@ def bucket_bytes(settings: RolloutSettings) -> int:
 
 
 def plan_buckets(state: dict[str, torch.Tensor], nbytes: int) -> list[list[str]]:
-    """The tensor names of each packed broadcast, in order, as vLLM's packed producer and consumer cut them: a
-    bucket closes after the tensor that takes it past ``nbytes``. For logs and tests."""
-    buckets, cur, size = [], [], 0
-    for name, t in state.items():
-        cur.append(name)
-        size += t.numel() * t.element_size()
-        if size > nbytes:
-            buckets.append(cur)
-            cur, size = [], 0
-    if cur:
-        buckets.append(cur)
-    return buckets
+    """The tensor names of each packed broadcast of ``state``, in order, as vLLM's packed producer and consumer cut
+    them (:func:`actors.weight_sync.plan_buckets`). For logs and tests."""
+    return plan_named_buckets(((k, t.numel() * t.element_size()) for k, t in state.items()), nbytes)
 
 
 @dataclass
@@ -411,23 +478,8 @@ class NCCLSenderConfig:
         )
 
 
-def state_dict_source(device: str = "cuda"):
-    """A vLLM ``WeightSource`` over a state dict that is swapped before each round (rank 0's gathered weights, set
-    as ``.state``), moved to ``device`` tensor by tensor as the broadcast reads it."""
-    from vllm.distributed.weight_transfer.base import ParamMeta, WeightSource
-
-    class StateDictSource(WeightSource):
-        def __init__(self):
-            self.state: dict[str, torch.Tensor] = {}
-
-        def metadata(self):
-            return [ParamMeta(k, v.dtype, tuple(v.shape)) for k, v in self.state.items()]
-
-        def __iter__(self):
-            for k, v in self.state.items():
-                yield k, v.to(device, non_blocking=True)
-
-    return StateDictSource()
+def _get_within(seconds: float):
+    return lambda refs: ray.get(refs, timeout=seconds)
 
 
 class RolloutWorkerSyncClient:
@@ -478,23 +530,50 @@ class NCCLWeightSender:
 
         sender = NCCLWeightSender(RolloutWorkerSyncClient(workers), NCCLSenderConfig(ip, port, len(workers),
                                   bucket_bytes(settings)))
-        sender.send(gathered_state_dict)   # every round
+        sender.send(BucketSource(module, bucket_bytes))   # every round; the other ranks iterate the same plan
+
+    Each round streams: vLLM's packed producer pulls the source's tensors, which gathers one bucket of ZeRO-3
+    parameters at a time (vllm/distributed/weight_transfer/nccl_engine.py:236-250, 326-330).
     """
 
     def __init__(self, client, config: NCCLSenderConfig, device: str = "cuda"):
+        from vllm.distributed.weight_transfer.base import WeightSource
         from vllm.distributed.weight_transfer.nccl_engine import NCCLTrainerWeightTransferEngine
 
-        self.source = state_dict_source(device)
+        class RoundSource(WeightSource):
+            """The source of the current round (vLLM's engine keeps the one it was built with)."""
+
+            inner = None
+
+            def metadata(self):
+                return self.inner.metadata()
+
+            def __iter__(self):
+                return iter(self.inner)
+
+        self.client, self.device = client, device
+        self.source = RoundSource()
         self.engine = NCCLTrainerWeightTransferEngine.trainer_init(
             config.trainer_init_info(), client=client, source=self.source
         )
 
-    def send(self, state: dict[str, torch.Tensor]) -> float:
-        """Broadcast ``state`` to every engine (start, packed broadcast, finish on all of them). Returns seconds."""
+    def send(self, source) -> float:
+        """Broadcast a :class:`actors.weight_sync.BucketSource` to every engine (start, packed broadcast bucket by
+        bucket, finish on all of them). Returns seconds."""
         t0 = time.perf_counter()
-        self.source.state = state
-        self.engine.send_weights()
+        self.source.inner = vllm_weight_source(source, self.device)
+        try:
+            self.engine.send_weights()
+        finally:
+            self.source.inner = None
         return time.perf_counter() - t0
 
-    def close(self) -> None:
+    def close(self, alive_handles: list | None = None) -> None:
+        """Shut the group down: on every engine in ``alive_handles`` (by default all of this sender's; a dead one has
+        nothing to shut down, and a survivor of a rebuild would otherwise keep its old communicator:
+        vllm/distributed/weight_transfer/nccl_engine.py:155), then on this side."""
+        handles = self.client.handles if alive_handles is None else alive_handles
+        if handles:
+            survivors = RolloutWorkerSyncClient(handles, self.client.method, get=_get_within(60.0))
+            survivors.shutdown_weight_transfer_engine()
         self.engine.shutdown()

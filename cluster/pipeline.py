@@ -44,8 +44,8 @@ import ray
 import torch
 
 from actors import grpo
+from cluster.metrics import advantage_metrics, reward_metrics, rollout_metrics, step_metrics, timed, update_metrics
 from cluster.pool import GroupResult, Submission
-from cluster.trainer import advantage_metrics, reward_metrics, rollout_metrics, step_metrics, timed, update_metrics
 
 log = logging.getLogger("spatialthinker")
 

@@ -6,6 +6,13 @@ worker and the pool refills itself to ``min_workers``. ``scale_to`` adds or remo
 workers between steps; new workers receive the latest weights before they take work. A worker that Ray cannot place
 (or that does not become ready) within ``placement_timeout_s`` is dropped from the request and reported; the pool
 goes on with the workers it has.
+
+Weight sync (``sync_weights``): the learner streams its weights bucket by bucket (:mod:`actors.weight_sync`); on the
+object-store path every engine loads each bucket as it arrives and a bucket is freed once every engine has it (at
+most two buckets live). Every part of a sync an engine is sent (start, each bucket, finish) has a deadline
+(``rollout.weight_sync_timeout_s`` after it was sent): engines that miss it, or die during the sync, are dropped and
+replaced, and the replacements receive the current weights before they take work.
+Each engine gets its own placement group (one bundle of ``num_gpus * tensor_parallel_size`` GPUs on one node).
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from dataclasses import dataclass, field
 
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError, RayActorError
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from actors.records import RolloutRequest
 from actors.rollout import RolloutWorker
@@ -30,10 +39,35 @@ class NoRolloutWorkers(RuntimeError):
     """Not a single rollout worker could be started."""
 
 
+class WeightSyncStuck(RuntimeError):
+    """The learner did not come back from an NCCL weight sync after the engines that missed the deadline were
+    dropped (vLLM's NCCL transfer does not recover from a dead peer); the run stops and resumes from its last
+    checkpoint."""
+
+
+@dataclass
+class SyncReport:
+    """What one weight sync did."""
+
+    version: int
+    """Policy version sent."""
+    engines: int
+    """Engines that acknowledged it."""
+    dropped: list = field(default_factory=list)
+    """Ids of engines dropped (dead or late) and replaced."""
+    buckets: int = 0
+    """Buckets streamed (object-store path)."""
+    nbytes: int = 0
+    """Bytes per engine (object-store path)."""
+    seconds: float = 0.0
+    """Wall time of the sync, replacements included."""
+
+
 @dataclass
 class _Worker:
     wid: str
     handle: object
+    pg: object = None
     inflight: int = 0
     tasks: int = 0
     version: int = -1
@@ -112,7 +146,8 @@ class RolloutPool:
     dtype: str
     seed: int = 0
     workers: dict = field(default_factory=dict)
-    weights_ref: object = None
+    learners: object = None
+    """The learner group weights come from (set by the first ``sync_weights``); new workers are synced from it."""
     version: int = 0
     events: list = field(default_factory=list)
     _ids: object = field(default_factory=itertools.count)
@@ -123,17 +158,22 @@ class RolloutPool:
     def _spawn(self) -> _Worker:
         n = next(self._ids)
         wid = f"rollout-{n}"
-        handle = RolloutWorker.options(num_cpus=self.settings.num_cpus, num_gpus=self.settings.num_gpus).remote(
-            wid, self.model_path, self.settings, self.dtype, seed=self.seed + 1000 * n
-        )
-        return _Worker(wid, handle)
+        s = self.settings
+        gpus = s.num_gpus * s.tensor_parallel_size
+        bundle = {k: v for k, v in (("CPU", s.num_cpus), ("GPU", gpus)) if v > 0} or {"CPU": 0.01}
+        pg = placement_group([bundle], strategy="STRICT_PACK")  # one engine's GPUs on one node
+        handle = RolloutWorker.options(
+            num_cpus=s.num_cpus if "CPU" in bundle and s.num_cpus > 0 else 0,
+            num_gpus=gpus,
+            scheduling_strategy=PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0),
+        ).remote(wid, self.model_path, s, self.dtype, seed=self.seed + 1000 * n)
+        return _Worker(wid, handle, pg)
 
     def add_workers(self, k: int) -> tuple[list[str], int]:
-        """Start ``k`` workers (with the current weights). Returns (ids added, workers dropped as unplaceable)."""
+        """Start ``k`` workers (with the current weights). Returns (ids added, workers dropped as unplaceable or
+        failing their first sync)."""
         new = [self._spawn() for _ in range(max(0, k))]
         calls = {w.handle.ready.remote(): w for w in new}
-        if self.weights_ref is not None:
-            calls.update({w.handle.update_weights.remote(self.weights_ref, self.version): w for w in new})
         done, pending = ray.wait(list(calls), num_returns=len(calls), timeout=self.settings.placement_timeout_s)
         failed = {calls[r].wid for r in pending}
         for ref in done:
@@ -142,25 +182,30 @@ class RolloutPool:
             except DEAD as e:
                 log.warning("rollout worker %s failed to start: %s", calls[ref].wid, str(e).splitlines()[0])
                 failed.add(calls[ref].wid)
-        added = []
+        started = [w for w in new if w.wid not in failed]
         for w in new:
             if w.wid in failed:
-                ray.kill(w.handle, no_restart=True)
+                self._release(w)
                 self.events.append(("unplaced", w.wid, time.time()))
-            else:
-                w.version = self.version if self.weights_ref is not None else 0
-                self.workers[w.wid] = w
-                self.events.append(("add", w.wid, time.time()))
-                added.append(w.wid)
         if failed:
             log.warning(
                 "%d rollout worker(s) could not be placed or started within %.0f s and were dropped; "
                 "training goes on with %d",
                 len(failed),
                 self.settings.placement_timeout_s,
-                len(self.workers),
+                len(self.workers) + len(started),
             )
-        return added, len(failed)
+        for w in started:
+            w.version = 0 if self.learners is None else -1
+            self.workers[w.wid] = w
+            self.events.append(("add", w.wid, time.time()))
+        if started and self.learners is not None:  # the current weights before they take work
+            if self.settings.weight_sync == "object_store":
+                late = self._stream(started, self.version).dropped  # to the new workers only
+            else:
+                late = self._sync_nccl(self.version).dropped  # the group is rebuilt with the new workers in it
+            started = [w for w in started if w.wid not in late]
+        return [w.wid for w in started], len(new) - len(started)
 
     def remove_workers(self, k: int) -> list[str]:
         k = min(k, len(self.workers) - self.settings.min_workers)
@@ -183,10 +228,19 @@ class RolloutPool:
         if w is None:
             return
         self.events.append((why, wid, time.time()))
+        self._release(w, kill)
+
+    @staticmethod
+    def _release(w: _Worker, kill: bool = True) -> None:
         if kill:
             try:
                 ray.kill(w.handle, no_restart=True)
             except Exception:  # already gone
+                pass
+        if w.pg is not None:
+            try:
+                remove_placement_group(w.pg)
+            except Exception:  # already removed
                 pass
 
     def size(self) -> int:
@@ -199,28 +253,113 @@ class RolloutPool:
             raise NoRolloutWorkers("no rollout worker could be started (see the warnings above)")
 
     # -- weights --------------------------------------------------------------------------------------------------
-    def sync_weights(self, weights_ref, version: int) -> None:
-        """Push a state dict (an ObjectRef from learner rank 0) to every worker; replace workers that die."""
-        self.weights_ref, self.version = weights_ref, version
-        pending = {w.handle.update_weights.remote(weights_ref, version): w.wid for w in list(self.workers.values())}
-        for ref, wid in pending.items():
-            try:
-                ray.get(ref)
-                self.workers[wid].version = version
-            except DEAD:
-                log.warning("rollout worker %s died during weight sync; replacing it", wid)
-                self._drop(wid, kill=False, why="died")
+    def sync_weights(self, learners, version: int) -> SyncReport:
+        """Send the learner group's current weights (policy ``version``) to every engine, by the configured path,
+        within ``rollout.weight_sync_timeout_s``. Engines that die or miss the deadline are dropped and replaced;
+        replacements start from these weights."""
+        start = time.perf_counter()
+        self.learners, self.version = learners, version
+        if self.settings.weight_sync == "nccl":
+            report = self._sync_nccl(version)
+        else:
+            self._refill_without_sync()
+            report = self._stream(list(self.workers.values()), version)
         self._refill()
+        report.engines, report.seconds = len(self.workers), time.perf_counter() - start
+        if report.dropped:
+            log.warning(
+                "weight sync %d: engine(s) %s died or missed the %.0f s deadline; dropped and replaced",
+                version,
+                ", ".join(report.dropped),
+                self.settings.weight_sync_timeout_s,
+            )
+        return report
 
-    def sync_weights_nccl(self, learners, version: int, bucket_mb: int) -> None:
-        """``rollout.weight_sync=nccl``: learner rank 0 broadcasts to every engine; then record the version."""
-        self._refill()
-        handles = [w.handle for w in self.workers.values()]
-        learners.send_weights_nccl(handles, bucket_mb)
-        ray.get([h.set_version.remote(version) for h in handles])
-        for w in self.workers.values():
+    def _stream(self, workers: list[_Worker], version: int) -> SyncReport:
+        """Object-store path: stream the weights bucket by bucket to ``workers``; each engine loads a bucket as it
+        arrives, and a bucket is released once every engine has it (at most ``in_flight`` buckets live). Engines that
+        fail or miss the deadline are dropped (not yet replaced). The learner's stream is always consumed to its end:
+        its ranks gather in lockstep."""
+        s, in_flight = self.settings, 2
+        live = {w.wid: w for w in workers}
+        late: set[str] = set()
+        report = SyncReport(version, 0)
+        window: list[tuple[float, dict]] = []  # (time sent, {wid: load ref}) per bucket, oldest first
+
+        def settle(sent: float, calls: dict) -> None:
+            """Wait for one call per engine until ``weight_sync_timeout_s`` after it was sent; engines whose call
+            failed or is late are dropped (one frozen engine costs the others at most one timeout per sync)."""
+            calls = {wid: ref for wid, ref in calls.items() if wid in live}
+            left = max(0.0, sent + s.weight_sync_timeout_s - time.monotonic())
+            refs = list(calls.values())
+            done = set(ray.wait(refs, num_returns=len(refs), timeout=left)[0]) if refs else set()
+            for wid, ref in calls.items():
+                try:
+                    if ref not in done:
+                        raise GetTimeoutError(f"no answer within {s.weight_sync_timeout_s:.0f} s")
+                    ray.get(ref)
+                except (*DEAD, GetTimeoutError) as e:
+                    log.warning("rollout worker %s failed the weight sync: %s", wid, str(e).splitlines()[0][:200])
+                    late.add(wid)
+                    live.pop(wid, None)
+                    self._drop(wid, kill=True, why="sync_failed")
+
+        settle(time.monotonic(), {wid: w.handle.begin_weight_stream.remote() for wid, w in live.items()})
+        buckets, followers = self.learners.stream_weights(s.weight_sync_bucket_mb, version, in_flight)
+        for ref in buckets:
+            report.buckets += 1
+            loads = {wid: w.handle.load_weight_bucket.remote(ref) for wid, w in live.items()}
+            window.append((time.monotonic(), loads))
+            del ref  # the window's calls hold the bucket; it is freed once every engine has loaded it
+            while len(window) > in_flight:
+                settle(*window.pop(0))
+        self.learners.finish_stream(buckets, followers)
+        while window:
+            settle(*window.pop(0))
+        settle(time.monotonic(), {wid: w.handle.finish_weight_stream.remote(version) for wid, w in live.items()})
+        for wid in live:
+            self.workers[wid].version = version
+        report.dropped = sorted(late)
+        return report
+
+    def _sync_nccl(self, version: int) -> SyncReport:
+        """``rollout.weight_sync=nccl``: learner rank 0 broadcasts to every engine (GPU only). On a missed deadline
+        the engines still inside the broadcast are dropped; if the learner then does not return within a minute,
+        :class:`WeightSyncStuck` stops the run (vLLM's NCCL transfer does not recover from a dead peer)."""
+        self._refill_without_sync()
+        s = self.settings
+        handles = {w.wid: w.handle for w in self.workers.values()}
+        refs = self.learners.start_send_weights_nccl(
+            list(handles.values()), s.weight_sync_bucket_mb, s.tensor_parallel_size
+        )
+        done, _ = ray.wait(refs, num_returns=len(refs), timeout=s.weight_sync_timeout_s, fetch_local=False)
+        report = SyncReport(version, 0)
+        if len(done) < len(refs):
+            probes = {h.ready.remote(): wid for wid, h in handles.items()}
+            answered, _ = ray.wait(list(probes), num_returns=len(probes), timeout=10.0)
+            report.dropped = sorted(set(probes.values()) - {probes[r] for r in answered})
+            for wid in report.dropped:  # still receiving: the broadcast cannot finish for them
+                self._drop(wid, kill=True, why="sync_failed")
+            done, _ = ray.wait(refs, num_returns=len(refs), timeout=60.0, fetch_local=False)
+            if len(done) < len(refs):
+                raise WeightSyncStuck(
+                    f"the NCCL weight sync of version {version} missed its {s.weight_sync_timeout_s:.0f} s deadline "
+                    f"and the learner did not return after engines {report.dropped} were dropped; the run stops, and "
+                    "the next start resumes from the last complete checkpoint"
+                )
+        self.learners.finish_send_weights_nccl(refs)
+        alive = [w for w in self.workers.values() if w.wid in handles]
+        ray.get([w.handle.set_version.remote(version) for w in alive], timeout=60)
+        for w in alive:
             w.version = version
-        self.version = version
+        return report
+
+    def _refill_without_sync(self) -> None:
+        learners, self.learners = self.learners, None  # the sync that follows covers the new workers
+        try:
+            self._refill()
+        finally:
+            self.learners = learners
 
     def stale(self, version: int) -> bool:
         """Whether a live worker holds older weights than ``version`` (a replacement that joined after a sync)."""
@@ -354,4 +493,14 @@ class RolloutPool:
             self._drop(wid, kill=True, why="shutdown")
 
 
-__all__ = ["DEAD", "GetTimeoutError", "GroupResult", "NoRolloutWorkers", "RolloutPool", "ScaleResult", "Submission"]
+__all__ = [
+    "DEAD",
+    "GetTimeoutError",
+    "GroupResult",
+    "NoRolloutWorkers",
+    "RolloutPool",
+    "ScaleResult",
+    "Submission",
+    "SyncReport",
+    "WeightSyncStuck",
+]

@@ -9,7 +9,7 @@ One step, as named timed phases::
                     and engine agreement
     advantages      group-relative advantages from the rewards (minus sequence KL when KL is in the reward)
     update          LearnerGroup.update: mini-batch optimizer steps on every rank
-    weight_sync     rank 0's gathered state dict --> object store --> every rollout engine
+    weight_sync     learner buckets (one gathered at a time) --> object store --> every rollout engine
 
 Trajectories never pass through the driver: it holds ObjectRefs and the small reward records.
 """
@@ -18,27 +18,33 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import random
 import signal
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import ray
 import torch
 
 from actors import grpo
-from actors.learner import BatchPlan, LearnerGroup, PrepareInfo, ReferencePolicy
+from actors.learner import BatchPlan, LearnerGroup, ReferencePolicy
 from actors.model import TinyModelSpec, build_tiny_model, check_model_dir
-from actors.records import RolloutRequest, TaskSample, UpdateStats
+from actors.records import RolloutRequest, TaskSample
 from actors.reward_worker import RewardWorker
 from actors.settings import resolve_dtype
 from actors.warmstart import sft_warm_start
 from cluster import control as control_mod
 from cluster.checkpoints import CheckpointError, CheckpointStore, atomic_write, read_state
 from cluster.config import ConfigError, TrainConfig, flatten, resolve_output_dir
+from cluster.metrics import (
+    advantage_metrics,
+    reward_metrics,
+    rollout_metrics,
+    step_metrics,
+    timed,
+    update_metrics,
+)
 from cluster.plots import plot_run
 from cluster.pool import GroupResult, RolloutPool
 from cluster.timeline import Timeline
@@ -49,73 +55,13 @@ from evaluation.registry import load_benchmark
 from evaluation.report import evaluate_rows
 from evaluation.runner import build_requests
 from rewards.prompt import PromptBuilder
-from rewards.spatial import RewardBreakdown, is_sample_error
 
 log = logging.getLogger("spatialthinker")
 REPO_ROOT = str(Path(__file__).resolve().parents[1])
-COMPONENTS = ("total", "format", "count", "accuracy", "spatial")
 
 
 class ResumeError(RuntimeError):
     """A run folder or checkpoint that cannot be resumed; the message says what to do."""
-
-
-# -- small helpers: timing and metrics ------------------------------------------------------------------------------
-@contextmanager
-def timed(timings: dict, name: str):
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[name] = time.perf_counter() - start
-
-
-def reward_metrics(prefix: str, rewards: list[RewardBreakdown]) -> dict:
-    n = max(len(rewards), 1)
-    out = {f"{prefix}/{k}": sum(getattr(r, k) for r in rewards) / n for k in COMPONENTS}
-    out[f"{prefix}/errors"] = sum(1 for r in rewards if is_sample_error(r.error))
-    return out
-
-
-def update_metrics(stats: list[UpdateStats]) -> dict:
-    keys = ("loss", "pg_loss", "kl", "clip_frac_high", "clip_frac_low", "dual_clip_frac", "ratio_mean", "grad_norm")
-    out = {f"train/{k}": sum(getattr(s, k) for s in stats) / len(stats) for k in keys}
-    out["train/ratio_max"] = max(s.ratio_max for s in stats)
-    out["train/lr"] = stats[0].lr
-    out["train/optimizer_steps"] = stats[0].optimizer_steps
-    # forward/backward passes per rank and the share of padding in them (token-budget vs fixed-count micro-batches)
-    out["train/micro_batches"] = sum(s.extra.get("micro_batches", 0) for s in stats) / len(stats)
-    out["train/padding_fraction"] = sum(s.extra.get("padding_fraction", 0.0) for s in stats) / len(stats)
-    return out
-
-
-def rollout_metrics(
-    results: list[GroupResult], prep: PrepareInfo, stats: list[UpdateStats], pool_size: int, group_size: int
-) -> dict:
-    summaries = {id(r.summary): r.summary for r in results}.values()  # a chunk's summary is shared by its groups
-    responses = len(results) * group_size
-    if prep.logprob_diff_tokens:  # measured against the learner's old log-probs
-        diff_mean, diff_max = prep.logprob_diff_sum / prep.logprob_diff_tokens, prep.logprob_diff_max
-    else:  # engine log-probs as old log-probs: measured on each rank's first forward pass, before any update
-        measured = [s for s in stats if math.isfinite(s.logprob_diff_mean)]
-        diff_mean = sum(s.logprob_diff_mean for s in measured) / len(measured) if measured else float("nan")
-        diff_max = max((s.logprob_diff_max for s in measured), default=float("nan"))
-    return {
-        "rollout/response_tokens_mean": sum(s["response_tokens"] for s in summaries) / responses,
-        "rollout/truncated_frac": sum(s["truncated"] for s in summaries) / responses,
-        "rollout/workers": pool_size,
-        "rollout/logprob_diff_mean": diff_mean,
-        "rollout/logprob_diff_max": diff_max,
-    }
-
-
-def advantage_metrics(advantages: torch.Tensor) -> dict:
-    spread = (advantages.abs().sum(1) > 0).float()
-    return {"algo/groups_with_signal": float(spread.mean()), "algo/advantage_abs_mean": float(advantages.abs().mean())}
-
-
-def step_metrics(timings: dict) -> dict:
-    return {f"time/{k}": v for k, v in timings.items()}
 
 
 # -- data -----------------------------------------------------------------------------------------------------------
@@ -197,7 +143,12 @@ def prepare_model(cfg: TrainConfig, out: Path, train_rows, prompts: PromptBuilde
     done = target / "warm_start.json"
     if done.exists():
         return str(target)
-    spec = TinyModelSpec(hidden_size=cfg.model.tiny_hidden_size, num_layers=cfg.model.tiny_layers, seed=cfg.seed)
+    spec = TinyModelSpec(
+        hidden_size=cfg.model.tiny_hidden_size,
+        num_layers=cfg.model.tiny_layers,
+        seed=cfg.seed,
+        tie_word_embeddings=cfg.model.tiny_tie_word_embeddings,
+    )
     path = build_tiny_model(target, tokenizer_corpus(), spec)
     samples = []
     for i in range(len(train_rows)):
@@ -459,11 +410,7 @@ class GRPOTrainer:
 
     # -- one step ---------------------------------------------------------------------------------------------------
     def _sync_weights(self) -> None:
-        r = self.cfg.rollout
-        if r.weight_sync == "nccl":
-            self.pool.sync_weights_nccl(self.learners, self.version, r.weight_sync_bucket_mb)
-        else:
-            self.pool.sync_weights(self.learners.weights(), self.version)
+        self.pool.sync_weights(self.learners, self.version)
 
     def _apply_scaling(self) -> None:
         desired = ray.get(self.control.desired_rollout_workers.remote())

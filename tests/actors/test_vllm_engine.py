@@ -258,6 +258,37 @@ def test_weight_update_reaches_the_engine(engine, learner, requests_, tiny_model
 
 
 @pytest.mark.slow
+def test_streamed_buckets_reach_the_engine(engine, learner, requests_, tiny_model):
+    """The object-store path's streamed update: buckets of about 256 KB loaded one by one into vLLM's layerwise
+    in-place reload; afterwards the engine samples from the new weights."""
+    from actors.model import load_policy
+    from actors.weight_sync import BucketSource, to_wire
+
+    gen = torch.Generator().manual_seed(2)
+    updated = load_policy(tiny_model, "float32").eval()
+    with torch.no_grad():
+        for p in updated.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    source = BucketSource(updated, 256 << 10)
+    try:
+        start = time.perf_counter()
+        engine.begin_weight_stream()
+        loaded = sum(
+            engine.load_weight_bucket(to_wire(b, i, len(source.plan), 1)) for i, b in enumerate(source.buckets())
+        )
+        engine.finish_weight_stream()
+        print(f"\nstreamed weight sync ({len(source.plan)} buckets): {time.perf_counter() - start:.2f} s")
+        assert len(source.plan) > 3 and loaded == len(source.info)
+        groups = engine.generate(requests_, 4, max_new_tokens=32)
+        pad = engine.encoder.pad_token_id
+        diff_new, diff_old = _learner_diff(updated, groups, pad), _learner_diff(learner, groups, pad)
+        assert diff_new < TOLERANCE and _exact_diff(updated, groups, engine) < EXACT
+        assert diff_old > 4 * TOLERANCE
+    finally:
+        engine.load_weights(learner.state_dict())
+
+
+@pytest.mark.slow
 def test_engine_in_a_ray_actor_dies_with_it(ray_local, tiny_model, requests_):
     import psutil
 
