@@ -78,7 +78,11 @@ def main(argv=None) -> int:
             return 2
         from cluster.console import quiet_console
 
-        terminal = quiet_console(log_path)
+        try:
+            terminal = quiet_console(log_path)
+        except OSError as e:  # the trainer's own check would say the same, later
+            print(f"error: output_dir {log_path.parent} is not writable: {e.strerror}", file=sys.stderr)
+            return 2
         print(f"other libraries' output goes to {log_path} (--verbose shows it here)", file=terminal)
 
     # imported after the config is known good (cluster.config has loaded torch and Numba already): these pull in Ray,

@@ -29,7 +29,7 @@ def test_colocated_reference_matches_the_reference_actor_and_stays_frozen(ray_lo
         tiny_model,
         LearnerSettings(num_workers=2, micro_batch_size=2, lr=5e-2, device="cpu"),
         LossSettings(kl_beta=0.1),
-        BatchPlan(groups_per_rank=2, groups_per_update=2, group_size=2, ppo_epochs=1),
+        BatchPlan(groups_per_step=2, groups_per_update=2, group_size=2, ppo_epochs=1),
         "float32",
         1.0,
         colocate_reference=True,

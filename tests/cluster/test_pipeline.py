@@ -14,7 +14,7 @@ import pytest
 from cluster.config import ConfigError, load_config
 from cluster.timeline import Timeline
 
-from ..conftest import ROOT, make_requests
+from ..conftest import ROOT, demo_config, make_requests
 from .test_faults import _kill_group, metric_steps, run_train, train_cmd
 
 STALE = ["--set", "algo.max_staleness=1"]
@@ -200,9 +200,8 @@ def test_staleness_1_elastic_pool_worker_death_and_dynamic_sampling(tmp_path, st
 
     from cluster.trainer import GRPOTrainer
 
-    cfg = load_config(
-        None,
-        [
+    cfg = demo_config(  # the demo's engine log-probs: staleness > 0 trains against the sampling policy's
+        *[
             f"output_dir={tmp_path / 'elastic'}",
             f"model.path={tiny_model}",
             f"data.dataset={stvqa_dir}",

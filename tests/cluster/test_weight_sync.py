@@ -37,7 +37,7 @@ def learners(ray_local, tied_model):
         tied_model,
         LearnerSettings(num_workers=2, micro_batch_size=2, device="cpu"),
         LossSettings(),
-        BatchPlan(groups_per_rank=2, groups_per_update=2, group_size=2, ppo_epochs=1),
+        BatchPlan(groups_per_step=2, groups_per_update=2, group_size=2, ppo_epochs=1),
         "float32",
         1.0,
     )
