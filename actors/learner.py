@@ -235,19 +235,7 @@ class LearnerWorker:
         if ref_refs is not None:
             self.ref = [lp for g in ray.get(list(ref_refs)) for lp in g.logprobs]
         elif self.reference is not None:  # collective: every rank scores its own groups
-            s = self.settings
-            self.ref = sequence_logprobs(
-                self.reference,
-                seqs,
-                self.pad_id,
-                self.temperature,
-                s.micro_batch_size,
-                self.blocked,
-                s.max_tokens_per_micro_batch,
-                s.logprob_chunk_tokens,
-                "learner.max_tokens_per_micro_batch",
-                self._passes_on_every_rank,
-            )
+            self.ref = self._logprobs(self.reference, seqs)
         engine_lps = [r.engine_logprobs for g in self.batch for r in g.responses]
         have_engine = all(lp is not None for lp in engine_lps)
         if use_engine_logprobs and have_engine:
@@ -255,19 +243,7 @@ class LearnerWorker:
             self.diff = (0.0, 0.0, 0)  # measured on the first mini-batch's forward pass instead
         else:
             self.engine.eval()
-            s = self.settings
-            self.old = sequence_logprobs(
-                self.engine,
-                seqs,
-                self.pad_id,
-                self.temperature,
-                s.micro_batch_size,
-                self.blocked,
-                s.max_tokens_per_micro_batch,
-                s.logprob_chunk_tokens,
-                "learner.max_tokens_per_micro_batch",
-                self._passes_on_every_rank,
-            )
+            self.old = self._logprobs(self.engine, seqs)
             self.diff = self._agreement(engine_lps, self.old) if have_engine else (0.0, 0.0, 0)
         kl = [[0.0] * len(g) for g in self.batch]
         if self.ref is not None and self.loss.kl_in == "reward":
@@ -277,6 +253,23 @@ class LearnerWorker:
             ]
             kl = [flat[i * self.plan.group_size : (i + 1) * self.plan.group_size] for i in range(len(self.batch))]
         return PrepareInfo(kl, *self.diff)
+
+    def _logprobs(self, model, seqs: list) -> list:
+        """Response-token log-probs of ``seqs`` under ``model`` (the policy or the colocated reference), in the
+        learner's micro-batches; collective under ZeRO-3."""
+        s = self.settings
+        return sequence_logprobs(
+            model,
+            seqs,
+            self.pad_id,
+            self.temperature,
+            s.micro_batch_size,
+            self.blocked,
+            s.max_tokens_per_micro_batch,
+            s.logprob_chunk_tokens,
+            "learner.max_tokens_per_micro_batch",
+            self._passes_on_every_rank,
+        )
 
     def _passes_on_every_rank(self, passes: int) -> int:
         """The largest number of forward/backward passes any rank plans for its share (token budgets give ranks
