@@ -33,8 +33,8 @@ from actors.common import free_port, node_ip, setup_process
 from actors.model import PromptEncoder, load_policy
 from actors.policy import (
     Sequence,
+    aligned_micro_batches,
     group_logprobs,
-    plan_micro_batches,
     repad,
     sequence_length,
     sequence_logprobs,
@@ -317,9 +317,13 @@ class LearnerWorker:
                 lo = u * plan.sequences_per_update
                 mini = list(range(lo, lo + plan.sequences_per_update))
                 lengths = [sequence_length(seqs[i]) for i in mini]
-                budget = s.micro_batch_size, s.max_tokens_per_micro_batch, "learner.max_tokens_per_micro_batch"
-                micro = plan_micro_batches(lengths, *budget)
-                micro = plan_micro_batches(lengths, *budget, self._passes_on_every_rank(len(micro.batches)))
+                micro = aligned_micro_batches(
+                    lengths,
+                    s.micro_batch_size,
+                    s.max_tokens_per_micro_batch,
+                    "learner.max_tokens_per_micro_batch",
+                    self._passes_on_every_rank,
+                )
                 real_tokens, padded_tokens = real_tokens + micro.tokens, padded_tokens + micro.padded_tokens
                 normalizer = grpo.LossNormalizer.of([len(self.old[i]) for i in mini])
                 for k, part in enumerate(micro.batches):

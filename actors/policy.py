@@ -320,6 +320,21 @@ def plan_micro_batches(
     return MicroBatchPlan(batches, sum(lengths), padded)
 
 
+def aligned_micro_batches(
+    lengths: list[int],
+    micro_batch_size: int,
+    max_tokens: int | None,
+    setting: str,
+    align: Callable[[int], int] | None,
+) -> MicroBatchPlan:
+    """:func:`plan_micro_batches`, then planned again with ``min_count=align(passes)`` when ``align`` is given (the
+    learner's all-ranks maximum)."""
+    plan = plan_micro_batches(lengths, micro_batch_size, max_tokens, setting)
+    if align is None:
+        return plan
+    return plan_micro_batches(lengths, micro_batch_size, max_tokens, setting, align(len(plan.batches)))
+
+
 def sequence_logprobs(
     model,
     batch: list[Sequence],
@@ -335,10 +350,7 @@ def sequence_logprobs(
     """Response-token log-probs of many sequences, in micro-batches of :func:`plan_micro_batches` (``micro_batch``
     sequences, or up to ``max_tokens`` padded tokens): a list of 1-D CPU tensors in ``batch`` order. ``align`` maps
     this process's number of passes to the number every ZeRO-3 rank makes (see ``min_count`` there)."""
-    lengths = [sequence_length(s) for s in batch]
-    plan = plan_micro_batches(lengths, micro_batch, max_tokens, setting)
-    if align is not None:
-        plan = plan_micro_batches(lengths, micro_batch, max_tokens, setting, align(len(plan.batches)))
+    plan = aligned_micro_batches([sequence_length(s) for s in batch], micro_batch, max_tokens, setting, align)
     out: list = [None] * len(batch)
     for ids in plan.batches:
         part = [batch[i] for i in ids]

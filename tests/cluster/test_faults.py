@@ -94,12 +94,13 @@ def test_driver_killed_mid_checkpoint_resumes_from_the_last_complete_one(tmp_pat
 
 
 @pytest.mark.slow
-def test_sigterm_checkpoints_and_exits(tmp_path):
-    out = tmp_path / "run"
+def sigterm_after_steps(out, steps: int, *extra) -> str:
+    """Train (200 steps, checkpoints every 100) until ``steps`` steps are logged, send SIGTERM, and return the
+    output of a run that then exited 0."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("RAY_ADDRESS", None)
     p = subprocess.Popen(
-        train_cmd(out, "--steps", "200", "--set", "save_every=100"),
+        train_cmd(out, "--steps", "200", "--set", "save_every=100", *extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -109,14 +110,20 @@ def test_sigterm_checkpoints_and_exits(tmp_path):
     )
     try:
         deadline = time.time() + 400
-        while time.time() < deadline and not ((out / "metrics.jsonl").exists() and len(metric_steps(out)) >= 2):
+        while time.time() < deadline and not ((out / "metrics.jsonl").exists() and len(metric_steps(out)) >= steps):
             time.sleep(1)
-        assert len(metric_steps(out)) >= 2
+        assert len(metric_steps(out)) >= steps
         p.send_signal(signal.SIGTERM)
         output, _ = p.communicate(timeout=300)
     finally:
         _kill_group(p)
     assert p.returncode == 0, output[-3000:]
+    return output
+
+
+def test_sigterm_checkpoints_and_exits(tmp_path):
+    out = tmp_path / "run"
+    output = sigterm_after_steps(out, 2)
     assert "SIGTERM received" in output
     latest = (out / "checkpoints" / "latest").read_text()
     assert latest.startswith("step_") and int(latest[5:]) >= 1

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -15,7 +14,7 @@ from cluster.config import ConfigError, load_config
 from cluster.timeline import Timeline
 
 from ..conftest import ROOT, demo_config, make_requests
-from .test_faults import _kill_group, metric_steps, run_train, train_cmd
+from .test_faults import metric_steps, run_train, sigterm_after_steps
 
 STALE = ["--set", "algo.max_staleness=1"]
 
@@ -148,27 +147,7 @@ def test_staleness_1_sigterm_checkpoints_then_resumes_and_writes_the_timeline(tm
     from cluster.checkpoints import read_state
 
     out = tmp_path / "run"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("RAY_ADDRESS", None)
-    p = subprocess.Popen(
-        train_cmd(out, "--steps", "200", "--set", "save_every=100", *STALE),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=str(ROOT),
-        start_new_session=True,
-    )
-    try:
-        deadline = time.time() + 400
-        while time.time() < deadline and not ((out / "metrics.jsonl").exists() and len(metric_steps(out)) >= 3):
-            time.sleep(1)
-        assert len(metric_steps(out)) >= 3
-        p.send_signal(signal.SIGTERM)
-        output, _ = p.communicate(timeout=300)
-    finally:
-        _kill_group(p)
-    assert p.returncode == 0, output[-3000:]
+    output = sigterm_after_steps(out, 3, *STALE)
     assert "SIGTERM received" in output
     latest = (out / "checkpoints" / "latest").read_text()
     stopped = int(latest[5:])
