@@ -56,8 +56,8 @@ def reward_spread(rewards: list) -> float:
 
 
 def advantages_of(cfg, rewards: list[list], sequence_kl: list[list[float]], with_reference: bool) -> torch.Tensor:
-    """[groups, n] group-relative advantages of the total rewards (minus the sequence KL when it is in the reward), as
-    the synchronous step computes them."""
+    """[groups, n] group-relative advantages of the total rewards (minus the sequence KL when it is in the reward);
+    the synchronous step in :mod:`cluster.trainer` and the pipeline both use it."""
     scores = torch.tensor([[b.total for b in group] for group in rewards], dtype=torch.float64)
     if cfg.algo.kl_in == "reward" and with_reference:
         scores = scores - cfg.algo.kl_beta * torch.tensor(sequence_kl, dtype=torch.float64)

@@ -27,7 +27,6 @@ from pathlib import Path
 import ray
 import torch
 
-from actors import grpo
 from actors.learner import BatchPlan, LearnerGroup, ReferencePolicy
 from actors.model import TinyModelSpec, build_tiny_model, check_model_dir
 from actors.records import RolloutRequest, TaskSample
@@ -45,6 +44,7 @@ from cluster.metrics import (
     timed,
     update_metrics,
 )
+from cluster.pipeline import Pipeline, advantages_of
 from cluster.plots import plot_run
 from cluster.pool import GroupResult, RolloutPool
 from cluster.timeline import Timeline
@@ -256,8 +256,6 @@ class GRPOTrainer:
         self._record_config(state)
         self.timeline = Timeline(self.out / "timeline.json")
         if cfg.algo.max_staleness > 0 or cfg.algo.filter_groups:
-            from cluster.pipeline import Pipeline  # it builds on this module
-
             self.pipeline = Pipeline(self)
         self._start_actors()
         control_mod.write_run_file(self.out, self.run_id, cfg.namespace, ray.get_runtime_context().gcs_address)
@@ -447,12 +445,8 @@ class GRPOTrainer:
             with timed(timings, "old_logprobs"):
                 prep = self.learners.prepare(group_refs, ref_refs, cfg.rollout.use_engine_logprobs)
             with timed(timings, "advantages"):
-                scores = torch.tensor([[b.total for b in group] for group in rewards], dtype=torch.float64)
-                if cfg.algo.kl_in == "reward" and (self.reference is not None or cfg.reference.colocate_with_learner):
-                    scores = scores - cfg.algo.kl_beta * torch.tensor(prep.sequence_kl, dtype=torch.float64)
-                advantages = grpo.group_advantages(
-                    scores, unbiased=cfg.algo.unbiased_std, scale=cfg.algo.scale_advantages
-                )
+                with_reference = self.reference is not None or cfg.reference.colocate_with_learner
+                advantages = advantages_of(cfg, rewards, prep.sequence_kl, with_reference)
             with timed(timings, "update"):
                 stats = self.learners.update(advantages.tolist())
             self.step += 1
