@@ -9,13 +9,17 @@ import ray
 import torch
 
 from actors.logs import setup_worker_logging
+from actors.settings import parse_cpu_list
 
 
-def setup_process(device: str = "auto", threads: int | None = None) -> str:
+def setup_process(device: str = "auto", threads: int | None = None, cpu_cores: str = "") -> str:
     """Resolve ``device`` (auto, cpu, cuda) and prepare the process: ``DS_ACCELERATOR=cpu`` on CPU (DeepSpeed reads
-    it at import, so call this before importing deepspeed), the torch thread count, and warnings and errors logged
-    with their logger name (:func:`actors.logs.setup_worker_logging`)."""
+    it at import, so call this before importing deepspeed), the torch thread count, the cores it may run on
+    (``cpu_cores``, a CPU list; see :func:`pin_cores`), and warnings and errors logged with their logger name
+    (:func:`actors.logs.setup_worker_logging`)."""
     setup_worker_logging()
+    if cpu_cores:
+        pin_cores(cpu_cores)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -26,6 +30,21 @@ def setup_process(device: str = "auto", threads: int | None = None) -> str:
     if threads:
         torch.set_num_threads(int(threads))
     return device
+
+
+def pin_cores(cpu_cores: str) -> list[int]:
+    """Pin this process (and the processes and threads it starts later) to the cores of the CPU list ``cpu_cores``.
+    Raises ``RuntimeError`` naming the cores this node does not have."""
+    cores = parse_cpu_list(cpu_cores)
+    available = os.sched_getaffinity(0)
+    missing = sorted(set(cores) - available)
+    if missing:
+        raise RuntimeError(
+            f"cpu_cores {cpu_cores!r}: cores {missing} are not available to this process on {node_ip()} "
+            f"(it may run on {sorted(available)})"
+        )
+    os.sched_setaffinity(0, cores)
+    return cores
 
 
 def free_port() -> int:

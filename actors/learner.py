@@ -160,7 +160,7 @@ class LearnerWorker:
         seed: int = 0,
         colocate_reference: bool = False,
     ):
-        self.device = setup_process(settings.device, settings.torch_threads)
+        self.device = setup_process(settings.device, settings.torch_threads, settings.cpu_cores)
         self.rank, self.world_size = rank, world_size
         self.colocate_reference, self.reference = colocate_reference, None
         self.model_path, self.settings, self.loss, self.dtype = model_path, settings, loss, dtype
@@ -650,7 +650,7 @@ class ReferencePolicy:
     (it holds no state but the initial weights)."""
 
     def __init__(self, model_path: str, settings: ReferenceSettings, dtype: str, temperature: float):
-        self.device = setup_process(settings.device, settings.torch_threads)
+        self.device = setup_process(settings.device, settings.torch_threads, settings.cpu_cores)
         encoder = PromptEncoder(model_path)
         self.pad_id, self.blocked = encoder.pad_token_id, encoder.forbidden_ids
         self.model = load_policy(model_path, dtype).to(self.device).eval().requires_grad_(False)

@@ -157,7 +157,7 @@ class RolloutWorker:
 
     def __init__(self, worker_id: str, model_path: str, settings: RolloutSettings, dtype: str, seed: int = 0):
         self.worker_id = worker_id
-        device = setup_process(settings.device, settings.torch_threads)
+        device = setup_process(settings.device, settings.torch_threads, settings.cpu_cores)
         self.engine = make_engine(model_path, settings, dtype, device=device, seed=seed)
         self.version = 0
 

@@ -41,6 +41,27 @@ def _check_count(section: str, obj, *names: str) -> None:
         )
 
 
+def parse_cpu_list(text: str) -> list[int]:
+    """A Linux CPU list (``taskset -c`` / ``/sys/.../cpulist`` syntax: ``0``, ``0-3``, ``0,2,4-5``) as sorted core
+    ids; the empty string is no list. Raises ``ValueError`` naming the bad part."""
+    cores: set[int] = set()
+    for part in (p.strip() for p in str(text).split(",")):
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        if not (lo.isdigit() and (not sep or hi.isdigit())) or (sep and int(hi) < int(lo)):
+            raise ValueError(f"{part!r} is not a core id or range such as 0, 2-3")
+        cores.update(range(int(lo), int(hi if sep else lo) + 1))
+    return sorted(cores)
+
+
+def _check_cores(section: str, obj) -> None:
+    try:
+        parse_cpu_list(obj.cpu_cores)
+    except ValueError as e:
+        raise ValueError(f"{section}.cpu_cores: {e} (a CPU list such as '0-3,6', or '' for no pinning)") from None
+
+
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -179,6 +200,11 @@ class RolloutSettings:
     torch_threads: int = 1
     """torch intra-op threads in the worker process (vllm on CPU: OpenMP threads of the engine)."""
 
+    cpu_cores: str = ""
+    """CPU cores this role's processes are pinned to (``os.sched_setaffinity``, Linux; ``taskset -c`` syntax such as
+    ``0-3,6``), inherited by the processes they start (vLLM's engine core). Ray's ``num_cpus`` only reserves logical
+    CPUs, so on a CPU node pools without pinning contend for the same cores. Empty: no pinning."""
+
     max_task_retries: int = 3
     """A prompt group whose worker died is re-queued on another worker at most this many times."""
 
@@ -233,6 +259,7 @@ class RolloutSettings:
             f"rollout.gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization!r}",
         )
         _non_negative("rollout", self, "num_cpus", "num_gpus", "max_task_retries")
+        _check_cores("rollout", self)
 
 
 @dataclass
@@ -315,6 +342,11 @@ class LearnerSettings:
     torch_threads: int = 1
     """torch intra-op threads per rank."""
 
+    cpu_cores: str = ""
+    """CPU cores this role's processes are pinned to (``os.sched_setaffinity``, Linux; ``taskset -c`` syntax such as
+    ``0-3,6``), inherited by the processes they start (vLLM's engine core). Ray's ``num_cpus`` only reserves logical
+    CPUs, so on a CPU node pools without pinning contend for the same cores. Empty: no pinning."""
+
     def __post_init__(self):
         _check(self.device in DEVICES, f"learner.device must be auto, cpu or cuda, got {self.device!r}")
         _check(self.zero_stage in (0, 1, 2, 3), f"learner.zero_stage must be 0-3, got {self.zero_stage!r}")
@@ -326,6 +358,7 @@ class LearnerSettings:
             )
         _positive("learner", self, "lr", "grad_clip", "adam_eps")
         _non_negative("learner", self, "weight_decay", "num_cpus", "num_gpus", "param_persistence_threshold")
+        _check_cores("learner", self)
         _check_count("learner", self, "logprob_chunk_tokens", "max_tokens_per_micro_batch")
         _check(
             self.grad_accum_dtype in ("fp32", "bf16"),
@@ -362,6 +395,11 @@ class ReferenceSettings:
     torch_threads: int = 1
     """torch intra-op threads."""
 
+    cpu_cores: str = ""
+    """CPU cores this role's processes are pinned to (``os.sched_setaffinity``, Linux; ``taskset -c`` syntax such as
+    ``0-3,6``), inherited by the processes they start (vLLM's engine core). Ray's ``num_cpus`` only reserves logical
+    CPUs, so on a CPU node pools without pinning contend for the same cores. Empty: no pinning."""
+
     colocate_with_learner: bool = False
     """Compute reference log-probs on the learner ranks (a frozen copy of the initial weights, ZeRO-3 sharded like
     the policy, no optimizer state) instead of in a reference actor with resources of its own; ``num_cpus``,
@@ -376,6 +414,7 @@ class ReferenceSettings:
                 f"reference.{name} must be an integer >= 1, got {v!r}",
             )
         _non_negative("reference", self, "num_cpus", "num_gpus")
+        _check_cores("reference", self)
         _check_count("reference", self, "logprob_chunk_tokens", "max_tokens_per_micro_batch")
 
 

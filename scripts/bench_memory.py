@@ -21,18 +21,20 @@ model's static terms instead.
   extrapolated and marked so).
 - ``learner``: one micro-step (forward, GRPO loss, backward) with gradient checkpointing, at two depths, chunked
   and full-vocabulary; ``reference``: one forward pass, at two depths.
-- ``throughput``: one mini-batch of 8 sequences with STVQA-like lengths (prompt = image tokens + 120 text tokens,
+- ``throughput``: one mini-batch of 8 sequences with STVQA-like lengths (prompt = image tokens + 60 text tokens,
   image tokens spread like 512^2-2048^2 pixel images, responses spread like the paper's 1-2,048 tokens, all scaled
-  down 8x to fit this CPU) trained the old way (micro-batches of 2 sequences padded to the longest,
-  full-vocabulary log-probs) and the new way (token budget = the longest sequence, chunked log-probs), at two
-  depths; tokens/s at full depth is extrapolated from the per-layer time.
+  down 16x to fit this CPU) trained the old way (micro-batches of 2 sequences padded to the longest,
+  full-vocabulary log-probs) and the new way (token budget = the longest sequence, chunked log-probs), at depths 1
+  and 2; tokens/s at full depth is extrapolated from each path's time per added layer.
 
 The memory model (``predict``) adds, per GPU: ZeRO-3 partitions of bf16 parameters, fp32 master weights, Adam
 moments and fp32 gradient accumulation over the learner ranks (the last three in host memory with
 ``offload_optimizer``), DeepSpeed's live-parameter and reduce buffers, the output projection's gathered weight and
 gradient, activations at full depth (measured per token and per layer, halved for bf16) and the log-prob chunks
-(measured), and the weight-sync gather (the whole bf16 model on every rank, as ``GatheredParameters`` over all
-parameters does). It is checked against every peak measured here (a depth and a length it was not fitted on).
+(measured), with ``reference.colocate_with_learner`` the frozen reference's ZeRO-3 shard (and its forward pass over
+the learner's micro-batches), and the weight sync (one gathered bucket of ``rollout.weight_sync_bucket_mb``, plus
+vLLM's packed copies of the buckets in flight on the NCCL path). It is checked against every peak measured here (a
+depth and a length it was not fitted on).
 """
 
 from __future__ import annotations
@@ -303,10 +305,12 @@ def measurement_cases(sizes: tuple[str, ...]) -> list[tuple[str, dict]]:
     if "3b" in sizes:
         t = THROUGHPUT
         prompts = [i + t["text"] for i in t["images"]]
-        for chunk in (0, 512):
-            name = f"3b throughput L1 {'new' if chunk else 'old'}"
-            spec = dict(role="throughput", size="3b", layers=1, vision_layers=1, chunk=chunk, micro_batch=2)
-            cases.append((name, dict(spec, prompts=prompts, images=t["images"], responses=t["responses"])))
+        for depth in (1, 2):
+            for chunk in (0, 512):
+                name = f"3b throughput L{depth} {'new' if chunk else 'old'}"
+                spec = dict(role="throughput", size="3b", layers=depth, vision_layers=depth, chunk=chunk)
+                spec["micro_batch"] = 2
+                cases.append((name, dict(spec, prompts=prompts, images=t["images"], responses=t["responses"])))
     return cases
 
 
@@ -432,6 +436,8 @@ DS_REDUCE_BUCKET = 5e8
 DS_MAX_LIVE = 1e9
 """DeepSpeed's default ``stage3_max_live_parameters`` (elements): the most gathered bf16 parameters at a time."""
 CAPACITIES = {"80 GB": 80 * 2**30, "141 GB": 141e9}
+SYNC_PACKED_BUFFERS = 2
+"""vLLM's ``DEFAULT_PACKED_NUM_BUFFERS``: packed bucket copies the NCCL producer keeps in flight on rank 0."""
 
 
 def predict(cfg, size: str, coefficients: dict, counts: dict) -> list[dict]:
@@ -448,13 +454,24 @@ def predict(cfg, size: str, coefficients: dict, counts: dict) -> list[dict]:
     grad_bytes = 4 if ln.grad_accum_dtype == "fp32" else 2
     on_gpu_state = 0 if ln.offload_optimizer else (4 + 8 + grad_bytes) * p / r
     persistent = 2 * counts["small"] if ln.param_persistence_threshold >= 100_000 else 0
-    static = 2 * p / r + on_gpu_state + persistent + CUDA_CONTEXT
+    colocated = cfg.algo.kl_beta > 0 and ref.colocate_with_learner
+    frozen = 2 * p / r if colocated else 0.0  # reference.colocate_with_learner: the initial weights, ZeRO-3 sharded
+    static = 2 * p / r + frozen + on_gpu_state + persistent + CUDA_CONTEXT
     buffers = DS_REDUCE_BUCKET * 2 + min(DS_MAX_LIVE, p) * 2 + counts["head"] * 2  # + the head's full gradient
     act = activation_bytes(c, "learner", depth, learner_tokens, 0.5, chunked)
     train = static + buffers + act
-    sync = static + 2 * p  # GatheredParameters over the whole model on every rank
-    reference = 2 * p + activation_bytes(c, "reference", depth, ref_tokens, 0.5, bool(ref.logprob_chunk_tokens))
-    reference += CUDA_CONTEXT
+    # streamed sync (actors/weight_sync.py): one gathered bucket; on the NCCL path rank 0 also holds vLLM's packed
+    # copies of the buckets in flight (vllm/distributed/weight_transfer/packed_tensor.py, 2 buffers by default)
+    bucket = float(cfg.rollout.weight_sync_bucket_mb) * 2**20
+    gather = bucket * (1 + SYNC_PACKED_BUFFERS if cfg.rollout.weight_sync == "nccl" else 1)
+    sync = static + gather
+    ref_chunked = bool(ref.logprob_chunk_tokens)
+    if colocated:  # forward passes over the learner's micro-batches; the live-parameter buffer gathers the frozen copy
+        ref_tokens = learner_tokens
+        reference = static + min(DS_MAX_LIVE, p) * 2 + activation_bytes(c, "reference", depth, ref_tokens, 0.5, True)
+    else:
+        reference = 2 * p + activation_bytes(c, "reference", depth, ref_tokens, 0.5, ref_chunked) + CUDA_CONTEXT
+    where = "on the learner ranks" if colocated else "its own GPU"
     rows = [
         dict(
             role=f"learner rank (train, {learner_tokens} tokens/micro-batch)",
@@ -462,9 +479,11 @@ def predict(cfg, size: str, coefficients: dict, counts: dict) -> list[dict]:
             parts=dict(state=static - CUDA_CONTEXT, buffers=buffers, activations=act),
         ),
         dict(
-            role="learner rank (weight-sync gather)", bytes=sync, parts=dict(state=static - CUDA_CONTEXT, gather=2 * p)
+            role="learner rank (weight sync, streamed)",
+            bytes=sync,
+            parts=dict(state=static - CUDA_CONTEXT, gather=gather),
         ),
-        dict(role=f"reference ({ref_tokens} tokens/micro-batch)", bytes=reference, parts=dict(params=2 * p)),
+        dict(role=f"reference, {where} ({ref_tokens} tokens/micro-batch)", bytes=reference, parts={}),
     ]
     if cfg.rollout.engine == "vllm" and cfg.rollout.num_gpus:
         rows.append(
@@ -551,11 +570,20 @@ def summary(results: dict, coefficients: dict) -> str:
         )
     old, new = results.get("3b throughput L1 old"), results.get("3b throughput L1 new")
     if old and new and "3b" in coefficients:
-        per_layer = coefficients["3b"]["seconds_per_token_layer"]
         depth = max(SIZES["3b"]["layers"], VISION["depth"])
-        full = {
-            k: r["seconds"] + (depth - 1) * per_layer * r["padded_tokens"] for k, r in (("old", old), ("new", new))
-        }
+        old2, new2 = results.get("3b throughput L2 old"), results.get("3b throughput L2 new")
+        if old2 and new2:  # each path's own time per added layer (+ vision block), on this very batch
+            full = {
+                k: r1["seconds"] + (depth - 1) * (r2["seconds"] - r1["seconds"])
+                for k, r1, r2 in (("old", old, old2), ("new", new, new2))
+            }
+            how = "depth-1 time + 35 x each path's measured time per added layer, depth 2 - depth 1"
+        else:
+            per_layer = coefficients["3b"]["seconds_per_token_layer"]
+            full = {
+                k: r["seconds"] + (depth - 1) * per_layer * r["padded_tokens"] for k, r in (("old", old), ("new", new))
+            }
+            how = f"depth-1 time + {depth - 1} x the measured per-layer time per padded token"
         for label, r in (
             ("old (2 sequences per micro-batch, full vocabulary)", old),
             ("new (token budget, chunked)", new),
@@ -565,10 +593,10 @@ def summary(results: dict, coefficients: dict) -> str:
                 f"{100 * (1 - r['tokens'] / r['padded_tokens']):.0f}% padding, "
                 f"{r['tokens'] / r['seconds']:.0f} tokens/s at depth 1"
             )
+        at2 = f", {old2['seconds'] / new2['seconds']:.2f}x at depth 2" if old2 and new2 else ""
         lines.append(
-            f"3b learner tokens/s, new / old: {old['seconds'] / new['seconds']:.2f}x at depth 1, "
-            f"{full['old'] / full['new']:.2f}x at full depth (depth-1 time + {depth - 1} x the measured per-layer "
-            "time per padded token)"
+            f"3b learner tokens/s, new / old: {old['seconds'] / new['seconds']:.2f}x at depth 1{at2}, "
+            f"{full['old'] / full['new']:.2f}x at full depth, extrapolated ({how})"
         )
     return "\n".join(lines)
 

@@ -4,12 +4,13 @@
     python scripts/bench_pipeline.py                      # 10 steps each, staleness 0 then 1
     python scripts/bench_pipeline.py --steps 6 --set rollout.engine=hf
 
-Both runs use one tiny model and dataset built once under ``--root``, no validation, and give the rollout worker and
-the learner ranks their own Ray CPUs (``rollout.num_cpus``, ``learner.num_cpus``: Ray reserves logical CPUs for them,
-it does not pin cores). Prints, per staleness, the median step time over the steps after the first two, each pool's
-mean busy fraction (``pool/<name>_busy``) and the ratio of the step times; writes the rates it measured
-to ``<root>/rates.json`` (per RESPONSE token, the CPU shape's prompts being fixed) and prints what
-``cluster/capacity.py`` predicts from them next to what was measured.
+Both runs use one tiny model and dataset built once under ``--root``, no validation, and put the rollout worker and
+the learner ranks on separate cores: their own Ray CPUs (``rollout.num_cpus``, ``learner.num_cpus``) and, since Ray
+only reserves logical CPUs, pinned to disjoint cores (``rollout.cpu_cores``, ``learner.cpu_cores``; by default the
+first half of this process's cores for the rollout worker, the rest for the learners). Prints, per staleness, the
+median step time over the steps after the first two, each pool's mean busy fraction (``pool/<name>_busy``) and the
+ratio of the step times; writes the rates it measured to ``<root>/rates.json`` (per RESPONSE token, the CPU shape's
+prompts being fixed) and prints what ``cluster/capacity.py`` predicts from them next to what was measured.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ POOLS = ("rollout", "learner", "reference", "reward")
 
 def prepare(root: Path, overrides: list[str]) -> tuple[str, str]:
     """The tiny model and dataset, built once (as ``scripts/train.py`` builds them) and shared by both runs."""
-    from cluster.config import load_config
+    from cluster.config import DEMO_CONFIG, load_config
     from cluster.trainer import prepare_dataset, prepare_model
     from datagen.stvqa import load_stvqa
     from rewards.prompt import PromptBuilder
 
-    cfg = load_config(None, [f"output_dir={root / 'shared'}", *overrides])
+    cfg = load_config(str(DEMO_CONFIG), [f"output_dir={root / 'shared'}", *overrides])
     out = root / "shared"
     out.mkdir(parents=True, exist_ok=True)
     dataset = prepare_dataset(cfg, out)
@@ -102,11 +103,21 @@ def main(argv=None) -> int:
     ap.add_argument("--root", help="folder for the runs (default: a temporary folder)")
     ap.add_argument("--rollout-cpus", type=float, default=1.0)
     ap.add_argument("--learner-cpus", type=float, default=0.5, help="Ray CPUs per learner rank")
+    ap.add_argument("--rollout-cores", help="CPU list for the rollout worker (default: the first half of the cores)")
+    ap.add_argument("--learner-cores", help="CPU list for the learner ranks (default: the other half)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args(argv)
     from cluster.capacity import Shape, Split, predict
-    from cluster.config import load_config
+    from cluster.config import DEMO_CONFIG, load_config
 
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2 and not (args.rollout_cores and args.learner_cores):
+        log.error("bench_pipeline needs 2 cores or more to put the pools on separate cores (it may use %s)", cores)
+        return 1
+    half = len(cores) // 2
+    rollout_cores = args.rollout_cores or ",".join(map(str, cores[:half]))
+    learner_cores = args.learner_cores or ",".join(map(str, cores[half:]))
+    log.info("rollout worker on cores %s, learner ranks on cores %s", rollout_cores, learner_cores)
     root = Path(args.root or tempfile.mkdtemp(prefix="bench-pipeline-"))
     root.mkdir(parents=True, exist_ok=True)
     common = [f"seed={args.seed}", *args.overrides]
@@ -119,8 +130,10 @@ def main(argv=None) -> int:
         "eval.val_every=0",
         f"rollout.num_cpus={args.rollout_cpus}",
         f"learner.num_cpus={args.learner_cpus}",
+        f"rollout.cpu_cores={rollout_cores}",
+        f"learner.cpu_cores={learner_cores}",
     ]
-    cfg = load_config(None, base)
+    cfg = load_config(str(DEMO_CONFIG), base)
     log.info("runs under %s", root)
     rows = {}
     for staleness in (0, 1):
@@ -135,7 +148,8 @@ def main(argv=None) -> int:
         cells = " | ".join("-" if r[p] is None else f"{r[p]:.2f}" for p in POOLS)
         print(f"| {s} | {r['step_s']:.2f} | {cells} | {r['staleness_mean']:.2f} |")
     ratio = rows[1]["step_s"] / rows[0]["step_s"]
-    print(f"\nstep time at staleness 1 / staleness 0: {ratio:.2f} ({(1 - ratio) * 100:+.0f}% shorter)")
+    change = f"{(1 - ratio) * 100:.0f}% shorter" if ratio <= 1 else f"{(ratio - 1) * 100:.0f}% longer"
+    print(f"\nstep time at staleness 1 / staleness 0: {ratio:.2f} ({change})")
     responses = cfg.algo.prompts_per_step * cfg.rollout.group_size
     rates = measured_rates(rows[0], rows[1], responses, cfg.learner.num_workers)
     (root / "rates.json").write_text(json.dumps(rates.__dict__, indent=2))

@@ -46,6 +46,7 @@ def test_defaults_are_the_papers():
     # per-GPU resources and memory choices (micro-batch sizes and token budgets, ZeRO-3 buffers) are the preset's
     resources = ("device", "num_cpus", "num_gpus", "micro_batch_size", "gradient_checkpointing", "weight_sync")
     resources += ("max_tokens_per_micro_batch", "overlap_comm", "param_persistence_threshold")
+    resources += ("num_workers", "colocate_with_learner")  # the split of GPUs between the pools
     differ = {k for k in defaults if defaults[k] != preset[k]}
     other = {k for k in differ - CLUSTER_ONLY if not k.endswith(resources) and k != "rollout.gpu_memory_utilization"}
     assert not other, f"the 3B preset differs from the defaults in {sorted(other)}"

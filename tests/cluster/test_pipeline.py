@@ -69,9 +69,16 @@ def test_capacity_model_script_prints_the_table(tmp_path):
     rates = tmp_path / "rates.json"
     rates.write_text(json.dumps({"generation": 100.0, "training": 50.0, "forward": 200.0, "weight_sync_s": 1.0}))
     script = [sys.executable, str(ROOT / "scripts" / "capacity_model.py")]
-    p = subprocess.run([*script, "--rates", str(rates), "--devices", "4", "8"], capture_output=True, text=True)
+    p = subprocess.run(
+        [*script, "--rates", str(rates), "--devices", "4", "8", "--config", "none"], capture_output=True, text=True
+    )
     assert p.returncode == 0, p.stderr
     assert "| 4 | current: 1 gen / 2 learn / 1 ref | 0 |" in p.stdout and "recommended on 8 devices" in p.stdout
+    # the 3B preset's split is "current", carried to 8 devices; it is the best split at its own max_staleness (0)
+    p = subprocess.run([*script, "--devices", "4", "8"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "| 8 | current: 4 gen / 4 learn / ref on learners | 0 |" in p.stdout
+    assert "recommended on 4 devices: 2 gen / 2 learn / ref on learners at max_staleness 0" in p.stdout
     rates.write_text(json.dumps({"generation": 100.0}))
     p = subprocess.run([*script, "--rates", str(rates)], capture_output=True, text=True)
     assert p.returncode != 0 and "lacks training, forward, weight_sync_s" in p.stderr and "Traceback" not in p.stderr
