@@ -390,6 +390,12 @@ def with_unmeasured_sizes(coefficients: dict, results: dict | None = None) -> di
         scaled = {k: (v if k in keep else v * ratio) for k, v in c.items() if k != "scaled_from"}
         scaled.update(learner_per_token_layer=per_token_layer, learner_per_token=y1 / t_m - per_token_layer)
         scaled["fitted_on"] = "7b learner depths 1 and 2"
+    names = ("7b reference L1", "7b reference L2")
+    if all(n in results for n in names):  # as derive() fits the 3B reference
+        t_m = MEASURE["prompt"] + MEASURE["response"]
+        ra, rb = fit_line([1, 2], [results[n]["peak"] for n in names])
+        scaled.update(reference_per_token=max(ra, 0.0) / t_m, reference_per_token_layer=max(rb, 0.0) / t_m)
+        scaled["fitted_on"] = " and ".join(filter(None, (scaled.get("fitted_on"), "7b reference depths 1 and 2")))
     out["7b"] = scaled | {"scaled_from": "3b"}
     return out
 
@@ -411,18 +417,23 @@ def activation_bytes(
 
 
 def check_model(results: dict, coefficients: dict) -> list[tuple[str, float, float]]:
-    """(case, measured, predicted) for every measured learner peak the fit did not use: depth 3, and a size whose
-    coefficients are scaled from another's (:func:`with_unmeasured_sizes`)."""
+    """(case, measured, predicted) for every measured peak the model in use (:func:`with_unmeasured_sizes` given the
+    measurements, as ``predict`` gets it) was not fitted on: depth 3, and for a size whose coefficients are scaled
+    from another's, its learner peaks unless they were fitted on, and its reference peaks."""
     out = []
-    for size, c in with_unmeasured_sizes(coefficients).items():  # width-scaled 7B: checked by its measurements
+    for size, c in with_unmeasured_sizes(coefficients, results).items():
         checks = [("learner L3 chunked", 3, MEASURE)]
         if "scaled_from" in c:
-            checks += [("learner L1 chunked", 1, MEASURE), ("learner L2 chunked", 2, MEASURE)]
+            for role in ("learner", "reference"):
+                if f"{role} depths" not in c.get("fitted_on", ""):
+                    suffix = " chunked" if role == "learner" else ""
+                    checks += [(f"{role} L1{suffix}", 1, MEASURE), (f"{role} L2{suffix}", 2, MEASURE)]
         for name, layers, lengths in checks:
             key = f"{size} {name}"
             if key in results:
                 tokens = lengths["prompt"] + lengths["response"]
-                predicted = activation_bytes(c, "learner", layers, tokens, 1.0, True, lengths["response"])
+                role = name.split()[0]
+                predicted = activation_bytes(c, role, layers, tokens, 1.0, True, lengths["response"])
                 out.append((key, results[key]["peak"], predicted))
     return out
 

@@ -18,7 +18,8 @@ For each model (Qwen2.5-VL architecture, float32, built under ``--out``) it prin
 Paths: ``full gather`` is the pre-streaming sync (every parameter gathered at once on every rank, rank 0's state dict
 through the object store into the engine's reload); ``streamed`` is ``RolloutPool.sync_weights`` (one bucket of
 ``rollout.weight_sync_bucket_mb`` gathered at a time, bucket refs loaded by the engines as they arrive).
-The machine is shared: timings are noisy.
+``--stages`` instead times the engine side of a one-bucket sync stage by stage (``ray.put``, the bucket file, the
+vLLM worker's read and layerwise reload, and the CPU backend's oneDNN packing on its own).
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ def bench_model(name: str, a, memcpy: float) -> list[str]:
         min_workers=a.engines,
         weight_sync_bucket_mb=a.bucket_mb,
         cpu_kv_cache_gb=1,
+        max_model_len=1024,  # the benchmark models have 4,096 positions (the paper's default is 8,192)
         num_cpus=0.5,
         device="cpu",
     )
@@ -187,6 +189,85 @@ def bench_model(name: str, a, memcpy: float) -> list[str]:
     return rows
 
 
+def _engine_stages(worker, path: str) -> dict:
+    """Runs INSIDE vLLM's worker process: the engine side of a one-bucket sync, stage by stage, as
+    ``actors.vllm_engine._stream_begin/_stream_bucket/_stream_finish`` run it, plus the CPU backend's oneDNN packing
+    of the same weights on its own (what vLLM's reload redoes for every linear layer)."""
+    from safetensors.torch import load_file
+    from vllm import _custom_ops as ops
+    from vllm.config import set_current_vllm_config
+    from vllm.model_executor.model_loader.reload import finalize_layerwise_reload, initialize_layerwise_reload
+
+    runner, out = worker.model_runner, {}
+    model = runner.get_model()
+    t0 = time.perf_counter()
+    weights = {k: v.clone() for k, v in load_file(path).items()}  # mapped lazily: clone reads every page
+    out["read the bucket file"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for name, w in weights.items():
+        if w.ndim == 2 and "embed" not in name and "visual" not in name:
+            ops.create_onednn_mm(w.t(), 32)
+    out["oneDNN packing alone (not a stage)"] = time.perf_counter() - t0
+    with set_current_vllm_config(worker.vllm_config):
+        t0 = time.perf_counter()
+        initialize_layerwise_reload(model)
+        model.load_weights(iter(weights.items()))
+        finalize_layerwise_reload(model, runner.model_config)
+        out["vLLM layerwise reload (copy, repack, copy back)"] = time.perf_counter() - t0
+    return out
+
+
+def engine_stages(name: str, a, memcpy: float) -> list[str]:
+    """Where the engine side of an object-store sync spends its time: the whole model as one bucket, through the
+    same steps as ``RolloutPool.sync_weights`` (rank 0's ``ray.put``, the rollout worker's bucket file in /dev/shm,
+    the vLLM worker's read and layerwise reload), timed one by one; best of ``--syncs``."""
+    import uuid
+
+    from actors.model import load_policy
+    from actors.vllm_engine import VLLMEngine
+    from actors.weight_sync import to_wire, write_safetensors
+
+    hidden, layers, heads, inter = SIZES[name]
+    spec = TinyModelSpec(
+        hidden_size=hidden, num_layers=layers, num_heads=heads, num_kv_heads=1, intermediate_size=inter
+    )
+    path = build_tiny_model(os.path.join(a.out, f"model_{name}"), tokenizer_corpus(), spec)
+    named = [(n, p.data) for n, p in load_policy(path, "float32").named_parameters()]
+    nbytes = sum(t.numel() * t.element_size() for _, t in named)
+    engine = VLLMEngine(
+        path, RolloutSettings(engine="vllm", device="cpu", cpu_kv_cache_gb=1, max_model_len=1024), "float32"
+    )
+    times: dict[str, list[float]] = {}
+    try:
+        for version in range(a.syncs):
+            bucket = to_wire(named, 0, 1, version)
+            t0 = time.perf_counter()
+            ref = ray.put(bucket)
+            times.setdefault("learner rank 0: ray.put of the bucket", []).append(time.perf_counter() - t0)
+            got = ray.get(ref)
+            file = f"/dev/shm/bench-sync-{uuid.uuid4().hex}.st"
+            try:
+                t0 = time.perf_counter()
+                write_safetensors(got, file)
+                times.setdefault("rollout worker: bucket file into /dev/shm", []).append(time.perf_counter() - t0)
+                for k, v in engine.llm.collective_rpc(_engine_stages, args=(file,))[0].items():
+                    times.setdefault(f"vLLM worker: {k}", []).append(v)
+            finally:
+                os.remove(file)
+            del ref, got
+    finally:
+        engine.close()
+    rows = [f"| {stage} | {min(v):.3f} | {nbytes / min(v) / 1e9:.2f} |" for stage, v in times.items()]
+    rows.append(f"| memcpy of the same bytes | {nbytes / memcpy / 1e9:.3f} | {memcpy:.2f} |")
+    return [
+        f"engine side of a one-bucket sync, {name} ({nbytes / 1e6:,.0f} MB), best of {a.syncs}:",
+        "",
+        "| stage | s | GB/s |",
+        "| --- | --- | --- |",
+        *rows,
+    ]
+
+
 def _param_bytes(self) -> list[int]:
     return [getattr(p, "ds_numel", p.numel()) * p.element_size() for p in self.engine.module.parameters()]
 
@@ -200,6 +281,9 @@ def main(argv=None) -> int:
     ap.add_argument("--engine", default="vllm", choices=("vllm", "hf"))
     ap.add_argument("--bucket-mb", type=int, default=RolloutSettings.weight_sync_bucket_mb)
     ap.add_argument("--paths", default="streamed,full", help="streamed, full (the pre-streaming full gather), or both")
+    ap.add_argument(
+        "--stages", action="store_true", help="instead: time the engine side of a one-bucket sync stage by stage"
+    )
     a = ap.parse_args(argv)
     sizes = [s.strip() for s in a.sizes.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in SIZES]
@@ -224,6 +308,14 @@ def main(argv=None) -> int:
         },
     )
     memcpy = memcpy_gbs()
+    if a.stages:
+        try:
+            for name in sizes:
+                print(f"memcpy (np.copyto, 256 MB, one thread): {memcpy:.1f} GB/s")
+                print("\n".join(engine_stages(name, a, memcpy)) + "\n", flush=True)
+        finally:
+            ray.shutdown()
+        return 0
     print(f"memcpy (np.copyto, 256 MB, one thread): {memcpy:.1f} GB/s; bucket {a.bucket_mb} MB; {a.engines} engine(s)")
     header = [
         "| model (weights) | path | buckets | s per sync | GB/s | memcpy GB/s | of memcpy | learner peak extra RSS "

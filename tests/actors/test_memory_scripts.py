@@ -42,3 +42,11 @@ def test_presets_leave_headroom_on_80gb(preset):
     for row in rows:
         used = row["bytes"] if row["bytes"] is not None else row["fraction"] * capacity
         assert used <= 0.9 * capacity, (preset.name, row["role"], used / 2**30)
+
+
+def test_memory_model_is_within_15_percent_of_every_peak_it_was_not_fitted_on():
+    results = bench_memory.load_results()
+    checks = bench_memory.check_model(results, bench_memory.derive(results))
+    assert checks, "no stored measurement left to check the model against"
+    for case, measured, predicted in checks:
+        assert abs(predicted - measured) <= 0.15 * measured, (case, measured / 2**30, predicted / 2**30)
